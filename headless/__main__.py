@@ -1,0 +1,5 @@
+import sys
+
+from headless.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The project folder: users' work and cached computations, written atomically.
+
+Scribbles, corrected boxes and masks are the most valuable data in the system. Every write goes
+to a temporary file in the same folder and is then renamed over the target (``os.replace`` is
+atomic on POSIX and Windows), so a crash mid-write never leaves a half-written file and the last
+good version survives.
+
+Layout (default root: ``<image folder>/.dinoseg``)::
+
+    <root>/images/<image file name>/   per-image user work: scribbles.tif, segmentation.tif,
+                                       boxes.json, masks.tif, ...
+    <root>/probes/                     saved probes
+    <root>/cache/<kind>/<key>.npz      computations cached by content (features, attention maps,
+                                       SAM embeddings)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT_DIRNAME = ".dinoseg"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False))
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` through a temporary file; loading needs no pickle."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def atomic_write_tiff(path: str | Path, array: np.ndarray, **kwargs: Any) -> Path:
+    """Write a TIFF (labels, probabilities) atomically, compressed."""
+    import io
+
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.asarray(array), compression="zlib", **kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def array_hash(array: np.ndarray, *extra: Any) -> str:
+    """Content hash of an array (shape, dtype and bytes) plus any extra parameters."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((a.shape, a.dtype.str)).encode())
+    h.update(memoryview(a).cast("B"))
+    for e in extra:
+        h.update(repr(e).encode())
+    return h.hexdigest()
+
+
+def default_root(image_path: str | Path) -> Path:
+    """The project folder that sits next to an image file."""
+    return Path(image_path).resolve().parent / PROJECT_DIRNAME
+
+
+class ProjectStore:
+    """Per-image user work and content-keyed caches under one root folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def for_image(cls, image_path: str | Path) -> ProjectStore:
+        return cls(default_root(image_path))
+
+    # -- per-image user work -------------------------------------------------------------
+    def image_dir(self, image_name: str) -> Path:
+        """Folder of one image's saved work (``image_name`` is the file name, e.g. ``a.png``)."""
+        safe = Path(str(image_name)).name or "unnamed"
+        return self.root / "images" / safe
+
+    def path(self, image_name: str, filename: str) -> Path:
+        return self.image_dir(image_name) / filename
+
+    def save_labels(self, image_name: str, filename: str, labels: np.ndarray) -> Path:
+        return atomic_write_tiff(self.path(image_name, filename), labels)
+
+    def load_labels(self, image_name: str, filename: str) -> np.ndarray | None:
+        p = self.path(image_name, filename)
+        if not p.exists():
+            return None
+        import tifffile
+
+        return tifffile.imread(str(p))
+
+    def save_json(self, image_name: str, filename: str, obj: Any) -> Path:
+        return atomic_write_json(self.path(image_name, filename), obj)
+
+    def load_json(self, image_name: str, filename: str) -> Any | None:
+        p = self.path(image_name, filename)
+        return read_json(p) if p.exists() else None
+
+    # -- caches -----------------------------------------------------------------------------
+    def cache_path(self, kind: str, key: str) -> Path:
+        return self.root / "cache" / kind / f"{key}.npz"
+
+    def cache_get(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
+        p = self.cache_path(kind, key)
+        if not p.exists():
+            return None
+        try:
+            return load_npz(p)
+        except Exception:  # a damaged cache entry is recomputed, never fatal
+            return None
+
+    def cache_put(self, kind: str, key: str, **arrays: np.ndarray) -> Path:
+        return atomic_save_npz(self.cache_path(kind, key), **arrays)

@@ -1,0 +1,58 @@
+"""Conversions between napari layers and the engine's arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def current_slice(layer: Any, viewer: Any) -> np.ndarray:
+    """The 2D image (grey or RGB) of ``layer`` that the viewer shows now.
+
+    Stacks give their current slice (``viewer.dims.current_step`` over the leading axes);
+    multiscale layers give the finest level that is at most ~2048 px on a side.
+    """
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        levels = list(data)
+        sides = [max(lv.shape[-3:-1]) if layer.rgb else max(lv.shape[-2:]) for lv in levels]
+        data = next((lv for lv, s in zip(levels, sides) if s <= 2048), levels[-1])
+    spatial = 3 if getattr(layer, "rgb", False) else 2
+    lead = data.ndim - spatial
+    if lead > 0:
+        step = viewer.dims.current_step
+        offset = viewer.dims.ndim - layer.ndim
+        idx = []
+        for i in range(lead):
+            world = step[offset + i] if offset + i < len(step) else 0
+            idx.append(int(np.clip(world, 0, data.shape[i] - 1)))
+        data = data[tuple(idx)]
+    return np.asarray(data)
+
+
+def slice_label(layer: Any, viewer: Any) -> str:
+    """' [z=3]' for stacks, '' for 2D images: keeps layer names of different slices apart."""
+    spatial = 3 if getattr(layer, "rgb", False) else 2
+    lead = layer.ndim - spatial
+    if lead <= 0:
+        return ""
+    offset = viewer.dims.ndim - layer.ndim
+    idx = [int(viewer.dims.current_step[offset + i]) for i in range(lead)]
+    return " [" + ",".join(str(i) for i in idx) + "]"
+
+
+def add_or_update(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any) -> Any:
+    """Replace the data of layer ``name`` if it exists (keeping the user's display settings),
+    else add a new layer of ``kind`` ('image' or 'labels')."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.data.shape == np.shape(data) and type(layer).__name__.lower() == kind:
+            layer.data = data
+            for key in ("scale", "translate", "metadata"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        viewer.layers.remove(layer)
+    add = getattr(viewer, f"add_{kind}")
+    return add(data, name=name, **kwargs)

@@ -1,0 +1,75 @@
+"""Running engine generators off the GUI thread, with a napari progress bar.
+
+Every dock uses :func:`start`: the engine's progress generator runs in a ``thread_worker``;
+``Progress`` items update a napari progress bar; the return value goes to ``on_result`` on the
+GUI thread; an exception becomes a napari error notification (napari never crashes). With the
+environment variable ``DINOSEG_SYNC=1`` the generator runs synchronously, which tests use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error
+
+
+def sync_mode() -> bool:
+    return os.environ.get("DINOSEG_SYNC", "0") == "1"
+
+
+def start(
+    gen: Generator[Any, None, Any],
+    on_result: Callable[[Any], None],
+    description: str,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+) -> Any:
+    """Run ``gen`` in a worker (or inline in sync mode); return the worker (None if inline)."""
+
+    def fail(exc: BaseException) -> None:
+        show_error(f"{description}: {exc}")
+        if on_error is not None:
+            on_error(exc)
+
+    bar = napari_progress(total=0, desc=description)
+
+    def update(item: Any) -> None:
+        total = getattr(item, "total", None)
+        if total:
+            if bar.total != total:
+                bar.total = total
+            bar.n = item.done
+            if getattr(item, "message", ""):
+                bar.set_description(f"{description}: {item.message}")
+            bar.refresh()
+
+    def done() -> None:
+        bar.close()
+        if on_finish is not None:
+            on_finish()
+
+    if sync_mode():
+        from headless.progress import run
+
+        try:
+            result = run(gen, update)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into Qt
+            done()
+            fail(exc)
+            return None
+        done()
+        on_result(result)
+        return None
+
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(lambda: (yield from gen), _start_thread=False)
+    worker.yielded.connect(update)
+    worker.returned.connect(on_result)
+    worker.errored.connect(fail)
+    worker.finished.connect(done)
+    worker.start()
+    return worker

@@ -1,0 +1,37 @@
+"""Shared fixtures.
+
+``shared_data`` points at ``../shared/data`` (real images, scribbles, VOC boxes). Where it is
+absent (a user's clone) tests that need it skip with a reason; CI sets ``DINOSEG_REQUIRE_DATA=1``
+and then a missing folder is a failure, because CI has the data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        msg = f"real data not found at {path} (set DINOSEG_SHARED_DATA or clone ../shared)"
+        if os.environ.get("DINOSEG_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data``; skips (or fails under CI) when absent."""
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's real weight cache from tests."""
+    monkeypatch.setenv("DINOSEG_CACHE", str(tmp_path_factory.mktemp("weights-cache")))

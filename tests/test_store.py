@@ -1,0 +1,46 @@
+"""Atomic writes and the project folder."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from headless.store import ProjectStore, array_hash, atomic_write_bytes, atomic_write_json
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "boxes.json"
+    atomic_write_json(target, {"v": 1})
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"half")
+    monkeypatch.undo()
+    assert target.read_text().strip().startswith("{") and '"v": 1' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["boxes.json"]  # no temp file left
+
+
+def test_store_round_trips_labels_json_and_cache(tmp_path):
+    store = ProjectStore(tmp_path / ".dinoseg")
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    store.save_labels("img 1.png", "scribbles.tif", labels)
+    np.testing.assert_array_equal(store.load_labels("img 1.png", "scribbles.tif"), labels)
+    assert store.load_labels("other.png", "scribbles.tif") is None
+    store.save_json("img 1.png", "boxes.json", [{"x0": 1}])
+    assert store.load_json("img 1.png", "boxes.json") == [{"x0": 1}]
+    key = array_hash(labels, "dino", 224)
+    assert key != array_hash(labels, "dino", 448)
+    assert store.cache_get("features", key) is None
+    store.cache_put("features", key, a=labels)
+    np.testing.assert_array_equal(store.cache_get("features", key)["a"], labels)
+    store.cache_path("features", key).write_bytes(b"damaged")
+    assert store.cache_get("features", key) is None  # recomputed, never fatal
+
+
+def test_for_image_puts_project_next_to_image(tmp_path):
+    assert ProjectStore.for_image(tmp_path / "a.tif").root == tmp_path / ".dinoseg"
