@@ -1,0 +1,186 @@
+"""``dinoseg boxes``: unsupervised object boxes for images or folders, written as COCO/VOC/CSV;
+``dinoseg boxes-export``: the curated boxes of a folder's project, written the same way.
+
+Twins of the napari "Object boxes" widget's compute-all and export buttons; both use
+:func:`headless.box_compute.compute_boxes` and :class:`headless.box_curation.BoxCuration`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path, PurePath
+from typing import Any
+
+from headless.cli import CommandError
+
+METHOD_CHOICES = ("dino", "lost", "most", "tokencut")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "boxes",
+        help="unsupervised object boxes (DINO attention, LOST, MOST, TokenCut) -> COCO/VOC/CSV",
+        description=(
+            "Find object boxes without labels. Loads the backbone once and processes every "
+            "image; non-image files in folders are skipped and listed. The output format "
+            "follows --out: .json = COCO, .csv = CSV, a folder (or .xml for one image) = "
+            "PASCAL VOC."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    p.add_argument("--method", required=True, choices=METHOD_CHOICES)
+    p.add_argument("--backbone", default="dino_vits16",
+                   help="backbone name: dino_vits16 (default, the papers'), dino_vits8, "
+                        "dino_vitb16, dino_vitb8, dinov2_vits14, ...")
+    p.add_argument("--weights", default="official",
+                   help="'official' (hub cache / local checkpoint), 'random' (untrained, "
+                        "tests only) or a checkpoint file")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize so the longer side is N pixels (default: original size, as "
+                        "the LOST/TokenCut VOC evaluations)")
+    p.add_argument("--which", default="k", choices=("k", "q", "v"),
+                   help="last-block features fed to the method (default k, as the papers)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="method parameter, e.g. --param k_patches=100 --param tau=0.2 "
+                        "(values parsed as JSON when possible)")
+    p.add_argument("--image-list", type=Path, default=None, metavar="FILE",
+                   help="only the images named in FILE, one per line, by file name or stem "
+                        "(e.g. VOC2007/ImageSets/Main/trainval.txt)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
+    p.add_argument("--out", required=True, type=Path, help="output file or folder")
+    p.add_argument("--format", choices=("coco", "voc", "csv"), default=None,
+                   help="force the output format instead of guessing it from --out")
+    p.add_argument("--project", action="store_true",
+                   help="also save each image's boxes in its folder's project (.dinoseg) as "
+                        "'automatic', never replacing boxes a user edited or verified")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_boxes)
+
+    e = sub.add_parser(
+        "boxes-export",
+        help="export the curated boxes of an image folder's project to COCO/VOC/CSV",
+    )
+    e.add_argument("folder", type=Path, help="the image folder (its project is FOLDER/.dinoseg)")
+    e.add_argument("--out", required=True, type=Path, help="output file or folder")
+    e.add_argument("--format", choices=("coco", "voc", "csv"), default=None)
+    e.add_argument("--status", action="append", default=None,
+                   choices=("automatic", "edited", "verified"),
+                   help="only images with this status (repeatable); default all")
+    e.set_defaults(func=_run_export)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["k_patches=100", "tau=0.2", "name=x"]`` -> ``{"k_patches": 100, "tau": 0.2, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def read_image_list(path: Path) -> list[str]:
+    """Names from a list file (one per line, blank lines and '#' comments ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read the image list ({exc})") from None
+    names = [ln.split("#", 1)[0].strip() for ln in lines]
+    names = [n.split()[0] for n in names if n]
+    if not names:
+        raise CommandError(f"{path}: the image list is empty")
+    return names
+
+
+def filter_images(images: list[Path], names: list[str], list_file: Path) -> list[Path]:
+    """The images whose file name or stem is listed, in the list's order."""
+    by_key: dict[str, Path] = {}
+    for p in images:
+        by_key.setdefault(p.name, p)
+        by_key.setdefault(p.stem, p)
+    chosen, missing = [], []
+    for n in names:
+        p = by_key.get(n) or by_key.get(PurePath(n).name) or by_key.get(PurePath(n).stem)
+        (chosen.append(p) if p is not None else missing.append(n))
+    if missing:
+        print(f"{len(missing)} image(s) of {list_file} not found in the inputs, e.g. "
+              f"{', '.join(missing[:5])}", file=sys.stderr)
+    if not chosen:
+        raise CommandError(f"none of the images listed in {list_file} is among the inputs")
+    return list(dict.fromkeys(chosen))
+
+
+def _run_boxes(args: argparse.Namespace) -> int:
+    from headless.box_compute import ImageBoxesProgress, compute_boxes
+    from headless.box_curation import BoxCuration
+    from headless.boxes import write_boxes
+    from headless.images import expand_inputs
+    from headless.progress import run_with_tqdm
+
+    listing = expand_inputs(args.inputs)
+    images = listing.images
+    if args.image_list is not None:
+        images = filter_images(images, read_image_list(args.image_list), args.image_list)
+    for s in listing.skipped:
+        print(f"skipped (not an image): {s}", file=sys.stderr)
+    if not images:
+        raise CommandError("no images found in " + ", ".join(map(str, args.inputs)))
+    if args.size is not None and args.size <= 0:
+        raise CommandError(f"--size must be positive, got {args.size}")
+    params = parse_params(args.param)
+    paths = {p.name: p for p in images}
+
+    gen = compute_boxes(images, args.method, backbone=args.backbone, weights=args.weights,
+                        device=args.device, size=args.size, which=args.which, params=params)
+
+    def saving(g):  # --project: store each result the moment it exists
+        result = None
+        try:
+            while True:
+                item = next(g)
+                if isinstance(item, ImageBoxesProgress) and item.boxes is not None:
+                    path = paths[item.image]
+                    BoxCuration.for_image(path).save_automatic(
+                        item.image, item.boxes, item.size, args.method,
+                        details={"backbone": args.backbone, "which": args.which,
+                                 "size": args.size, "params": params})
+                yield item
+        except StopIteration as stop:
+            result = stop.value
+        return result
+
+    run = run_with_tqdm(saving(gen) if args.project else gen, desc=f"boxes ({args.method})",
+                        disable=args.quiet)
+    written = write_boxes(args.out, run.boxset, args.format)
+    n_img = len(run.boxset.images)
+    print(f"{run.boxset.n_boxes} box(es) on {n_img} image(s) with {run.method}, "
+          f"{run.backbone_label} -> {args.out}" + (f" ({len(written)} files)"
+                                                   if len(written) > 1 else ""))
+    if run.empty:
+        print(f"no foreground found (no box) in {len(run.empty)} image(s): "
+              + ", ".join(run.empty), file=sys.stderr)
+    if listing.skipped:
+        print(f"skipped {len(listing.skipped)} non-image file(s): "
+              + ", ".join(p.name for p in listing.skipped), file=sys.stderr)
+    for name, msg in run.failures.items():
+        print(f"failed: {name}: {msg}", file=sys.stderr)
+    if run.failures and not n_img:
+        return 2
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from headless.box_curation import BoxCuration
+
+    if not args.folder.is_dir():
+        raise CommandError(f"{args.folder}: not a folder")
+    cur = BoxCuration.for_folder(args.folder)
+    boxset, written = cur.export(args.out, fmt=args.format, statuses=args.status)
+    print(f"exported {boxset.n_boxes} box(es) on {len(boxset.images)} image(s) -> {args.out}")
+    return 0
