@@ -26,8 +26,13 @@ def start(
     description: str,
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
+    on_yield: Callable[[Any], None] | None = None,
 ) -> Any:
-    """Run ``gen`` in a worker (or inline in sync mode); return the worker (None if inline)."""
+    """Run ``gen`` in a worker (or inline in sync mode); return the worker (None if inline).
+
+    ``on_yield`` receives every yielded item on the GUI thread (e.g. one image's result of a
+    folder run), after the progress bar has been updated.
+    """
 
     def fail(exc: BaseException) -> None:
         show_error(f"{description}: {exc}")
@@ -45,6 +50,8 @@ def start(
             if getattr(item, "message", ""):
                 bar.set_description(f"{description}: {item.message}")
             bar.refresh()
+        if on_yield is not None:
+            on_yield(item)
 
     def done() -> None:
         bar.close()
