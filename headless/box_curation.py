@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.boxes import Box, BoxFormatError, BoxSet, write_boxes
-from headless.store import PROJECT_DIRNAME, ProjectStore
+from headless.store import ProjectStore, project_root_for_folder
 
 NONE = "none"
 AUTOMATIC = "automatic"
@@ -111,8 +111,8 @@ class BoxCuration:
 
     @classmethod
     def for_folder(cls, folder: str | Path) -> BoxCuration:
-        """The project of a folder of images (``<folder>/.dinoseg``)."""
-        return cls(ProjectStore(Path(folder).resolve() / PROJECT_DIRNAME))
+        """The project of a folder of images (``<folder>/.dinoseg`` when writable)."""
+        return cls(ProjectStore(project_root_for_folder(folder)))
 
     @classmethod
     def for_image(cls, image_path: str | Path) -> BoxCuration:

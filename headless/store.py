@@ -5,7 +5,8 @@ to a temporary file in the same folder and is then renamed over the target (``os
 atomic on POSIX and Windows), so a crash mid-write never leaves a half-written file and the last
 good version survives.
 
-Layout (default root: ``<image folder>/.dinoseg``)::
+Layout (default root: ``<image folder>/.dinoseg``, or a per-folder project under
+``~/.dinoseg/projects`` when the image folder is read-only)::
 
     <root>/images/<image file name>/   per-image user work: scribbles.tif, segmentation.tif,
                                        boxes.json, masks.tif, ...
@@ -95,9 +96,27 @@ def array_hash(array: np.ndarray, *extra: Any) -> str:
     return h.hexdigest()
 
 
+def project_root_for_folder(folder: str | Path) -> Path:
+    """The project folder of a folder of images: ``<folder>/.dinoseg``.
+
+    Where the image folder cannot be written (a read-only share, a mounted dataset) the project
+    lives in ``$DINOSEG_HOME/projects/<folder name>-<hash of its path>`` instead (default
+    ``~/.dinoseg``), so users' edits are still saved, and found again on reopen.
+    """
+    folder = Path(folder).resolve()
+    local = folder / PROJECT_DIRNAME
+    if local.is_dir() and os.access(local, os.W_OK):
+        return local
+    if not local.exists() and os.access(folder, os.W_OK):
+        return local
+    home = Path(os.environ.get("DINOSEG_HOME", Path("~/.dinoseg").expanduser()))
+    digest = hashlib.blake2b(str(folder).encode(), digest_size=6).hexdigest()
+    return home / "projects" / f"{folder.name}-{digest}"
+
+
 def default_root(image_path: str | Path) -> Path:
-    """The project folder that sits next to an image file."""
-    return Path(image_path).resolve().parent / PROJECT_DIRNAME
+    """The project folder of an image: its folder's project (see project_root_for_folder)."""
+    return project_root_for_folder(Path(image_path).resolve().parent)
 
 
 class ProjectStore:

@@ -44,3 +44,25 @@ def test_store_round_trips_labels_json_and_cache(tmp_path):
 
 def test_for_image_puts_project_next_to_image(tmp_path):
     assert ProjectStore.for_image(tmp_path / "a.tif").root == tmp_path / ".dinoseg"
+
+
+def test_read_only_image_folder_gets_a_project_in_the_user_home(tmp_path, monkeypatch):
+    import headless.store as store_mod
+    from headless.store import project_root_for_folder
+
+    monkeypatch.setenv("DINOSEG_HOME", str(tmp_path / "home"))
+    images = tmp_path / "dataset"
+    images.mkdir()
+    assert project_root_for_folder(images) == images / ".dinoseg"
+    real_access = os.access
+    # the OS says the dataset folder is read-only (root can write anywhere, so simulate it)
+    monkeypatch.setattr(store_mod.os, "access",
+                        lambda p, mode: False if str(p).startswith(str(images)) else
+                        real_access(p, mode))
+    root = project_root_for_folder(images)
+    assert root.parent == tmp_path / "home" / "projects" and root.name.startswith("dataset-")
+    assert project_root_for_folder(images) == root  # found again on reopen
+    assert ProjectStore.for_image(images / "a.png").root == root
+    ProjectStore(root).save_json("a.png", "boxes.json", [])
+    assert (root / "images" / "a.png" / "boxes.json").exists()
+    assert not (images / ".dinoseg").exists()
