@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from headless.progress import Progress, ProgressGen
-from headless.store import PROJECT_DIRNAME, atomic_write_bytes
+from headless.store import atomic_write_bytes, project_root_for_folder
 
 CACHE_KIND = "attention"
 _MAGIC = b"DSAM"
@@ -241,11 +241,12 @@ def backbone_key(backbone: Any) -> str:
 
 
 def default_cache_dir(image_paths: Sequence[str | Path]) -> Path:
-    """``<deepest folder holding all images>/.dinoseg/cache`` (one cache for an ImageFolder)."""
+    """The cache of the project of the deepest folder holding all images (one for an ImageFolder):
+    ``<folder>/.dinoseg/cache``, or the user-level project when that folder is read-only."""
     parents = [str(Path(p).resolve().parent) for p in image_paths]
     if not parents:
         raise ValueError("no images given")
-    return Path(os.path.commonpath(parents)) / PROJECT_DIRNAME / "cache"
+    return project_root_for_folder(os.path.commonpath(parents)) / "cache"
 
 
 class AttentionMapStore:
