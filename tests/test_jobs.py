@@ -171,7 +171,9 @@ def test_status_merges_and_dead_processes_are_detected(tmp_path):
 # run folders
 
 
-def test_run_folders_are_created_found_and_listed(tmp_path):
+def test_run_folders_are_created_found_and_listed(tmp_path, monkeypatch):
+    # both folders in the same second (as on a fast machine): the second one gets "-2"
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt, *a: "20261122-101500")
     spec = build_spec({"name": "cub birds!"})
     a = runs.new_run_dir(spec, tmp_path)
     b = runs.new_run_dir(spec, tmp_path)

@@ -66,3 +66,14 @@ def test_read_only_image_folder_gets_a_project_in_the_user_home(tmp_path, monkey
     ProjectStore(root).save_json("a.png", "boxes.json", [])
     assert (root / "images" / "a.png" / "boxes.json").exists()
     assert not (images / ".dinoseg").exists()
+
+
+def test_atomic_writes_get_normal_file_permissions(tmp_path):
+    target = tmp_path / "labels.json"
+    atomic_write_json(target, {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    target.chmod(0o640)
+    atomic_write_json(target, {"again": 1})
+    assert target.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode

@@ -1,0 +1,183 @@
+"""``dinoseg segment``: scribbles -> probe -> label TIFFs for images, stacks and folders.
+
+Twin of the napari "Scribble segmentation" dock, on the same engine
+(:class:`headless.segment.Segmenter`, :func:`headless.segment.apply_to_all`):
+
+    dinoseg segment IMAGE... --scribbles LABELS [LABELS...] --out DIR
+    dinoseg segment IMAGE... --probe FILE --out DIR
+
+``--scribbles`` files pair, in order, with the first IMAGE files (a stack pairs with a stack of
+scribbles of the same depth); the probe trained on them segments every IMAGE (folders expand to
+their images). Each input NAME gives ``DIR/NAME_labels.tif`` whose values are the scribble class
+values (e.g. 85/170/255), and with ``--probs`` ``DIR/NAME_proba.tif`` (float32, C x H x W).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from headless.cli import CommandError
+
+FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
+
+
+def register(sub: Any) -> None:
+    from headless.crf import CRFParams
+    from headless.probe import TrainParams
+
+    c, t = CRFParams(), TrainParams()
+    p = sub.add_parser(
+        "segment",
+        help="scribbles -> linear probe / random forest -> label TIFFs (optionally dense CRF)",
+        description=(
+            "Train a pixel classifier from scribbles (label images: 0 = unlabelled, each other "
+            "value a class) and segment images, stacks or folders; or apply a saved probe. "
+            "Output labels carry the scribble values."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, stacks or folders")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scribbles", nargs="+", type=Path, metavar="LABELS",
+                     help="scribble label images, paired in order with the first IMAGE files")
+    src.add_argument("--probe", type=Path, metavar="FILE", help="apply a saved probe (.npz)")
+    p.add_argument("--save-probe", type=Path, metavar="FILE",
+                   help="save the trained probe (.npz + JSON metadata, no pickle)")
+    p.add_argument("--features", choices=FEATURES, default=None,
+                   help="classical (no weights needed; default), bilinear, hr (HR-Dv2), "
+                        "hybrid (hr + classical), patch")
+    p.add_argument("--classifier", choices=("linear", "rf"), default=None,
+                   help="linear probe (default for ViT features) or random forest (default for "
+                        "classical / hybrid)")
+    p.add_argument("--names", default=None, metavar="V=NAME,...",
+                   help="class names, e.g. 85=matrix,170=precipitate")
+    p.add_argument("--probs", action="store_true", help="also write class probabilities")
+    v = p.add_argument_group("ViT features")
+    v.add_argument("--backbone", default=None, help="backbone name (default dinov2_vits14_reg)")
+    v.add_argument("--weights", default="official",
+                   help="'official' (cache folder), 'random' (untrained, tests) or a file")
+    v.add_argument("--size", type=int, default=None, help="resize the longer side for the ViT")
+    v.add_argument("--shifts", type=int, choices=(0, 4, 8), default=None,
+                   help="HR-Dv2 shift directions (default 4)")
+    v.add_argument("--flips", action="store_true", default=None, help="HR-Dv2: also flips")
+    v.add_argument("--stride", type=int, default=None, help="patch-embedding stride")
+    k = p.add_argument_group("classifier")
+    k.add_argument("--no-balance", action="store_true", help="do not balance classes")
+    k.add_argument("--max-per-class", type=int, default=t.max_per_class,
+                   help=f"training pixels kept per class (default {t.max_per_class})")
+    k.add_argument("--C", type=float, default=t.C, dest="C",
+                   help=f"linear probe inverse regularisation (default {t.C})")
+    k.add_argument("--trees", type=int, default=t.n_estimators,
+                   help=f"random forest trees (default {t.n_estimators})")
+    k.add_argument("--max-depth", type=int, default=t.max_depth,
+                   help=f"random forest depth limit (default {t.max_depth}; 0 = none)")
+    k.add_argument("--seed", type=int, default=t.seed)
+    r = p.add_argument_group("dense CRF")
+    r.add_argument("--crf", action="store_true", help="refine with a dense CRF")
+    r.add_argument("--crf-gaussian-sxy", type=float, default=c.gaussian_sxy)
+    r.add_argument("--crf-gaussian-compat", type=float, default=c.gaussian_compat)
+    r.add_argument("--crf-bilateral-sxy", type=float, default=c.bilateral_sxy)
+    r.add_argument("--crf-bilateral-srgb", type=float, default=c.bilateral_srgb)
+    r.add_argument("--crf-bilateral-compat", type=float, default=c.bilateral_compat)
+    r.add_argument("--crf-iterations", type=int, default=c.iterations)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def parse_names(text: str | None) -> dict[int, str]:
+    """``"85=matrix,170=blob"`` -> ``{85: "matrix", 170: "blob"}``."""
+    out: dict[int, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        value, sep, name = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit() or not name.strip():
+            raise CommandError(f"--names: expected VALUE=NAME pairs, got {item!r}")
+        out[int(value)] = name.strip()
+    return out
+
+
+def _run(args: Any) -> int:
+    from headless.crf import CRFParams
+    from headless.images import expand_inputs, read_image, read_labels
+    from headless.probe import TrainParams, load_probe
+    from headless.progress import run_with_tqdm
+    from headless.segment import FeatureSpec, Segmenter, SegmentSettings, apply_to_all
+
+    if args.save_probe and args.probe:
+        raise CommandError("--save-probe saves a probe trained from --scribbles; with --probe "
+                           "the probe already exists")
+    crf = CRFParams(
+        gaussian_sxy=args.crf_gaussian_sxy, gaussian_compat=args.crf_gaussian_compat,
+        bilateral_sxy=args.crf_bilateral_sxy, bilateral_srgb=args.crf_bilateral_srgb,
+        bilateral_compat=args.crf_bilateral_compat, iterations=args.crf_iterations,
+    ) if args.crf else None
+    train = TrainParams(
+        balance=not args.no_balance, max_per_class=args.max_per_class, C=args.C,
+        n_estimators=args.trees, max_depth=args.max_depth or None, seed=args.seed,
+    )
+    vit_opts = {"backbone": args.backbone, "size": args.size, "shifts": args.shifts,
+                "flips": args.flips, "stride": args.stride}
+    probe = None
+    if args.probe:
+        probe = load_probe(args.probe)
+        spec = FeatureSpec.from_probe(probe, weights=args.weights)
+        asked = {k: v for k, v in {"mode": args.features, **vit_opts}.items() if v is not None}
+        if asked:  # options given with --probe must describe the probe's own features
+            wanted = replace(spec, **asked)
+            probe.check_compatible(wanted.mode, wanted.backbone_name,
+                                   feature_options=wanted.options())
+        if args.classifier and args.classifier != probe.kind:
+            raise CommandError(f"--classifier {args.classifier}: the probe is a {probe.kind}")
+    else:
+        spec = FeatureSpec(mode=args.features or "classical", weights=args.weights,
+                           **{k: v for k, v in vit_opts.items() if v is not None})
+    settings = SegmentSettings(features=spec, classifier=args.classifier, train=train, crf=crf)
+    segmenter = Segmenter(settings)
+
+    listing = expand_inputs(args.inputs)
+    for skipped in listing.skipped:
+        print(f"skipping {skipped}: not an image file", file=sys.stderr)
+    if not listing.images:
+        raise CommandError("no image files among the inputs")
+
+    if probe is None:
+        files = [Path(x) for x in args.inputs]
+        if len(args.scribbles) > len(files) or any(f.is_dir() for f in files[:len(args.scribbles)]):
+            raise CommandError(
+                f"{len(args.scribbles)} scribble file(s) need as many IMAGE files before any "
+                "folder: each --scribbles file pairs with the IMAGE at the same position"
+            )
+        pairs = []
+        for img_path, scr_path in zip(files, args.scribbles):
+            image = read_image(img_path)
+            scribbles = read_labels(scr_path)
+            pairs.append((image, scribbles))
+        try:
+            probe = run_with_tqdm(
+                segmenter.train(pairs, parse_names(args.names)), desc="training",
+                disable=args.quiet,
+            )
+        except ValueError as exc:
+            names = ", ".join(str(s) for s in args.scribbles)
+            raise CommandError(f"{names}: {exc}") from exc
+        if args.save_probe:
+            path = probe.save(args.save_probe)
+            print(f"saved probe {path}")
+    result = run_with_tqdm(
+        apply_to_all(segmenter, probe, listing.images, args.out, save_proba=args.probs),
+        desc="segmenting", disable=args.quiet,
+    )
+    values = ", ".join(str(v) for v in probe.meta.class_values)
+    for path in result.written:
+        print(f"wrote {path} (class values {values})")
+    for path in result.probabilities:
+        print(f"wrote {path}")
+    for name, why in result.skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    return 1 if result.skipped else 0
