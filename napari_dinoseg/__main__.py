@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dock", default="features", choices=sorted(DOCKS))
     parser.add_argument("--backbone", help="preselect a backbone in the features dock")
     parser.add_argument("--weights", help="preselect weights ('official', 'random' or a file)")
+    parser.add_argument("--mode", help="preselect the dense mode (patch, bilinear, hr, classical, "
+                        "hybrid) in the features dock")
     parser.add_argument("--screenshot", help="compute, save a window screenshot here, and quit")
     args = parser.parse_args(argv)
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
             widget.backbone_combo.setCurrentText(args.backbone)
         if args.weights:
             widget.weights_edit.setText(args.weights)
+        if args.mode:
+            widget.mode_combo.setCurrentText(args.mode)
     if args.screenshot:
         os.environ["DINOSEG_SYNC"] = "1"
         viewer.window.resize(1400, 850)
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             for layer in viewer.layers:
                 if "heads" in layer.name or "mask" in layer.name:
                     layer.visible = False
+            from qtpy.QtWidgets import QApplication
+
+            QApplication.processEvents()
         viewer.screenshot(args.screenshot, canvas_only=False)
         viewer.close()
         return

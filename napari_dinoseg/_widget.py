@@ -203,8 +203,9 @@ class FeaturesWidget(QWidget):
                       scale=scale, translate=translate, opacity=0.7, visible=views.dense_pca is None,
                       metadata=meta)
         if views.dense_pca is not None:
+            dense_note = "" if views.mode == "classical" else random_note  # classical: no weights
             add_or_update(self.viewer, "image", views.dense_pca,
-                          f"{prefix} PCA {views.mode}{random_note}", rgb=True, scale=base_scale,
+                          f"{prefix} PCA {views.mode}{dense_note}", rgb=True, scale=base_scale,
                           translate=base_tr, opacity=0.7, metadata=meta)
         text = f"{tag}: {views.weights_label}; grid {views.attn_mean.shape[0]}x{views.attn_mean.shape[1]}"
         if views.notes:
