@@ -266,23 +266,14 @@ def official_weights_path(spec: BackboneSpec, download: bool | None = None) -> P
     hf = _hf_cached_file(spec)
     if hf is not None:
         return hf
+    from headless.downloads import download_to, downloads_allowed
+
     if download is None:
-        download = os.environ.get("DINOSEG_OFFLINE", "0") != "1"
+        download = downloads_allowed()
     reason = "offline mode (DINOSEG_OFFLINE=1)"
     if download:
         try:
-            import socket
-
-            import torch
-
-            target.parent.mkdir(parents=True, exist_ok=True)
-            old = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(20)
-            try:
-                torch.hub.download_url_to_file(spec.url, str(target), progress=True)
-            finally:
-                socket.setdefaulttimeout(old)
-            return target
+            return download_to(spec.url, target)
         except Exception as exc:
             reason = f"download failed ({type(exc).__name__}: {exc})"
     raise WeightsError(
@@ -292,7 +283,9 @@ def official_weights_path(spec: BackboneSpec, download: bool | None = None) -> P
     )
 
 
-def load_backbone(name: str, weights: str | Path | None = "official", device: str = "cpu") -> Backbone:
+def load_backbone(
+    name: str, weights: str | Path | None = "official", device: str = "cpu"
+) -> Backbone:
     """Build ``name`` and load its weights (``"official"``, ``"random"`` or a file path)."""
     import torch
 

@@ -96,7 +96,9 @@ def plan_size(
     if min(h, w) < MIN_PATCHES * patch:
         f = MIN_PATCHES * patch / min(h, w)
         nh, nw = round(h * f), round(w * f)
-        notes.append(f"upscaled from {h}x{w} to {nh}x{nw} px: at least {MIN_PATCHES} patches per side")
+        notes.append(
+            f"upscaled from {h}x{w} to {nh}x{nw} px: at least {MIN_PATCHES} patches per side"
+        )
         h, w = nh, nw
     return (h, w), notes
 

@@ -37,7 +37,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
             arr = iio.imread(str(path))
     except Exception as exc:  # corrupt or unsupported file: say which one
-        raise ImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+        raise ImageError(
+            f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})"
+        ) from exc
     arr = np.asarray(arr)
     if arr.size == 0:
         raise ImageError(f"{path}: the image is empty (shape {arr.shape})")
@@ -54,7 +56,9 @@ def read_labels(path: str | Path, shape: tuple[int, ...] | None = None) -> np.nd
             raise ImageError(f"{path}: labels must be whole numbers, got {arr.dtype} values")
         arr = arr.astype(np.int64)
     if shape is not None and tuple(arr.shape[-len(shape):]) != tuple(shape):
-        raise ImageError(f"{path}: labels have shape {arr.shape}, the image has shape {tuple(shape)}")
+        raise ImageError(
+            f"{path}: labels have shape {arr.shape}, the image has shape {tuple(shape)}"
+        )
     return arr
 
 

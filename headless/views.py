@@ -48,7 +48,8 @@ class FeatureViews:
         """Arrays for an NPZ file (plain types only, so it loads without pickle)."""
         out: dict[str, Any] = {
             "attn_mean": self.attn_mean, "attn_heads": self.attn_heads, "mask": self.mask,
-            "pca": self.pca, "scale": np.asarray(self.scale), "translate": np.asarray(self.translate),
+            "pca": self.pca, "scale": np.asarray(self.scale),
+            "translate": np.asarray(self.translate),
             "weights": np.asarray(self.weights_label), "mode": np.asarray(self.mode),
         }
         if self.dense_pca is not None:

@@ -14,7 +14,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -22,10 +21,11 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+
+from napari_dinoseg._qt_helpers import float_spin, int_spin
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -33,22 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda")
 NEW_LAYER = "(new layer)"
 META_KEY = "dinoseg_sam"
-
-
-def _float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2):
-    s = QDoubleSpinBox()
-    s.setRange(lo, hi)
-    s.setSingleStep(step)
-    s.setDecimals(decimals)
-    s.setValue(value)
-    return s
-
-
-def _int_spin(lo: int, hi: int, value: int):
-    s = QSpinBox()
-    s.setRange(lo, hi)
-    s.setValue(value)
-    return s
 
 
 def mask_features(ms: Any) -> dict[str, Any]:
@@ -109,18 +93,18 @@ class SamWidget(QWidget):
         # -- automatic -----------------------------------------------------------------------
         auto = QGroupBox("Automatic masks")
         af = QFormLayout(auto)
-        self.points_spin = _int_spin(1, 256, d.points_per_side)
+        self.points_spin = int_spin(1, 256, d.points_per_side)
         self.points_spin.setToolTip("points per side of the prompt grid (points_per_side)")
-        self.batch_spin = _int_spin(1, 1024, d.points_per_batch)
-        self.iou_spin = _float_spin(0.0, 1.0, 0.01, d.pred_iou_thresh)
+        self.batch_spin = int_spin(1, 1024, d.points_per_batch)
+        self.iou_spin = float_spin(0.0, 1.0, 0.01, d.pred_iou_thresh)
         self.iou_spin.setToolTip("drop masks whose predicted IoU is not above this")
-        self.stab_spin = _float_spin(0.0, 1.0, 0.01, d.stability_score_thresh)
+        self.stab_spin = float_spin(0.0, 1.0, 0.01, d.stability_score_thresh)
         self.stab_spin.setToolTip("drop masks less stable than this under a ±1 logit cut")
-        self.nms_spin = _float_spin(0.0, 1.0, 0.05, d.box_nms_thresh)
+        self.nms_spin = float_spin(0.0, 1.0, 0.05, d.box_nms_thresh)
         self.nms_spin.setToolTip("box IoU above which duplicate masks are suppressed")
-        self.area_spin = _int_spin(0, 10**7, d.min_mask_region_area)
+        self.area_spin = int_spin(0, 10**7, d.min_mask_region_area)
         self.area_spin.setToolTip("fill holes / remove islands smaller than this (pixels)")
-        self.crops_spin = _int_spin(0, 3, d.crop_n_layers)
+        self.crops_spin = int_spin(0, 3, d.crop_n_layers)
         self.crops_spin.setToolTip("also run on 4, 16, … overlapping crops (one encoder pass each)")
         af.addRow("points per side", self.points_spin)
         af.addRow("points per batch", self.batch_spin)
@@ -159,7 +143,7 @@ class SamWidget(QWidget):
         self.backbone_combo.addItems(list_backbones())
         self.backbone_combo.setCurrentText("dino_vits16")
         self.bb_weights_edit = QLineEdit("official")
-        self.keep_spin = _float_spin(0.05, 1.0, 0.05, 0.6)
+        self.keep_spin = float_spin(0.05, 1.0, 0.05, 0.6)
         self.keep_spin.setToolTip("attention mass kept by DINO's threshold")
         self.choose_button = QPushButton("Choose mask by DINO attention")
         self.choose_button.setToolTip(

@@ -29,7 +29,6 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -37,12 +36,13 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from napari_dinoseg._qt_helpers import float_spin, int_spin
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -73,22 +73,6 @@ class _Notice:
 
     generation: int
     message: str
-
-
-def _float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 1):
-    s = QDoubleSpinBox()
-    s.setRange(lo, hi)
-    s.setSingleStep(step)
-    s.setDecimals(decimals)
-    s.setValue(value)
-    return s
-
-
-def _int_spin(lo: int, hi: int, value: int):
-    s = QSpinBox()
-    s.setRange(lo, hi)
-    s.setValue(value)
-    return s
 
 
 class SegmentWidget(QWidget):
@@ -177,12 +161,12 @@ class SegmentWidget(QWidget):
         self.crf_group.setCheckable(True)
         self.crf_group.setChecked(False)
         cf = QFormLayout(self.crf_group)
-        self.crf_gsxy = _float_spin(0.1, 50, 0.5, c.gaussian_sxy)
-        self.crf_gcompat = _float_spin(0, 50, 0.5, c.gaussian_compat)
-        self.crf_bsxy = _float_spin(0.1, 200, 1, c.bilateral_sxy)
-        self.crf_bsrgb = _float_spin(0.1, 255, 1, c.bilateral_srgb)
-        self.crf_bcompat = _float_spin(0, 50, 0.5, c.bilateral_compat)
-        self.crf_iter = _int_spin(1, 50, c.iterations)
+        self.crf_gsxy = float_spin(0.1, 50, 0.5, c.gaussian_sxy, decimals=1)
+        self.crf_gcompat = float_spin(0, 50, 0.5, c.gaussian_compat, decimals=1)
+        self.crf_bsxy = float_spin(0.1, 200, 1, c.bilateral_sxy, decimals=1)
+        self.crf_bsrgb = float_spin(0.1, 255, 1, c.bilateral_srgb, decimals=1)
+        self.crf_bcompat = float_spin(0, 50, 0.5, c.bilateral_compat, decimals=1)
+        self.crf_iter = int_spin(1, 50, c.iterations)
         cf.addRow("gaussian px / weight", self._pair(self.crf_gsxy, self.crf_gcompat))
         cf.addRow("bilateral px / grey / weight",
                   self._pair(self.crf_bsxy, self.crf_bsrgb, self.crf_bcompat))

@@ -42,7 +42,8 @@ class FeaturesWidget(QWidget):
         self.backbone_combo.addItems(list_backbones())
         self.backbone_combo.setCurrentText("dinov2_vits14")
         self.weights_edit = QLineEdit("official")
-        self.weights_edit.setToolTip("'official' (cache / download), 'random' (untrained) or a file")
+        self.weights_edit.setToolTip(
+            "'official' (cache / download), 'random' (untrained) or a checkpoint file")
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse_weights)
@@ -191,23 +192,27 @@ class FeaturesWidget(QWidget):
         meta = {"dinoseg_output": True, "weights": views.weights_label, "mode": views.mode}
         prefix = f"{image_layer.name} {tag}"
         random_note = " (random weights)" if views.weights_label.startswith("random") else ""
-        add_or_update(self.viewer, "image", views.attn_mean, f"{prefix} attention mean{random_note}",
+        add_or_update(self.viewer, "image", views.attn_mean,
+                      f"{prefix} attention mean{random_note}",
                       scale=scale, translate=translate, colormap="inferno", opacity=0.6,
                       blending="additive", metadata=meta)
-        add_or_update(self.viewer, "image", views.attn_heads, f"{prefix} attention heads{random_note}",
+        add_or_update(self.viewer, "image", views.attn_heads,
+                      f"{prefix} attention heads{random_note}",
                       scale=(1.0, *scale), translate=(0.0, *translate), colormap="inferno",
                       opacity=0.6, blending="additive", visible=False, metadata=meta)
         add_or_update(self.viewer, "labels", views.mask, f"{prefix} attention mask{random_note}",
                       scale=scale, translate=translate, opacity=0.4, metadata=meta)
         add_or_update(self.viewer, "image", views.pca, f"{prefix} PCA{random_note}", rgb=True,
-                      scale=scale, translate=translate, opacity=0.7, visible=views.dense_pca is None,
+                      scale=scale, translate=translate, opacity=0.7,
+                      visible=views.dense_pca is None,
                       metadata=meta)
         if views.dense_pca is not None:
             dense_note = "" if views.mode == "classical" else random_note  # classical: no weights
             add_or_update(self.viewer, "image", views.dense_pca,
                           f"{prefix} PCA {views.mode}{dense_note}", rgb=True, scale=base_scale,
                           translate=base_tr, opacity=0.7, metadata=meta)
-        text = f"{tag}: {views.weights_label}; grid {views.attn_mean.shape[0]}x{views.attn_mean.shape[1]}"
+        gh, gw = views.attn_mean.shape
+        text = f"{tag}: {views.weights_label}; grid {gh}x{gw}"
         if views.notes:
             text += "\n" + "\n".join(views.notes)
         self.status.setText(text)

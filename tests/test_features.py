@@ -47,8 +47,9 @@ def _full_last_attention(backbone, x):
 def test_attention_matches_timm_and_rows_sum_to_one(backbone):
     x, _ = preprocess(np.random.default_rng(1).random((64, 80, 3)), backbone.spec)
     feats = extract(backbone, x[None])
-    full = _full_last_attention(backbone, feats_input := torch.nn.functional.pad(
-        x[None], (0, (-x.shape[-1]) % backbone.patch_size, 0, (-x.shape[-2]) % backbone.patch_size)))
+    p = backbone.patch_size
+    feats_input = torch.nn.functional.pad(x[None], (0, (-x.shape[-1]) % p, 0, (-x.shape[-2]) % p))
+    full = _full_last_attention(backbone, feats_input)
     assert feats_input.shape[-1] % backbone.patch_size == 0
     torch.testing.assert_close(full.sum(-1), torch.ones(full.shape[:-1]), atol=1e-5, rtol=0)
     prefix = backbone.model.num_prefix_tokens

@@ -19,7 +19,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_importing_the_plugin_does_not_import_torch():
     r = _python("import sys, napari_dinoseg; "
-                "heavy = [m for m in ('torch', 'timm', 'headless', 'sklearn') if m in sys.modules]; "
+                "heavy = [m for m in ('torch', 'timm', 'headless', 'sklearn') "
+                "if m in sys.modules]; "
                 "print(heavy); assert not heavy, heavy")
     assert r.returncode == 0, r.stderr + r.stdout
 

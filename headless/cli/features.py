@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         save_png(f"{stem}_mask.png", (views.mask * 255).astype(np.uint8), meta)
         save_png(f"{stem}_pca.png", (views.pca * 255).round().astype(np.uint8), meta)
         if views.dense_pca is not None:
-            save_png(f"{stem}_dense_pca.png", (views.dense_pca * 255).round().astype(np.uint8), meta)
+            dense = (views.dense_pca * 255).round().astype(np.uint8)
+            save_png(f"{stem}_dense_pca.png", dense, meta)
         summary["images"][path.name] = {"grid": list(views.attn_mean.shape), "notes": views.notes}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {len(summary['images'])} image(s) to {out} (weights: {backbone.weights_label})")

@@ -143,22 +143,14 @@ def download_weights(name: str, progress: bool = True) -> Path:
         return path
     if spec.url is None:
         raise SamWeightsError(_missing_message(spec, path))
-    import socket
+    from headless.downloads import download_to
 
-    import torch.hub
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
     try:
-        # writes to a temporary file and renames: an interrupted download leaves no bad file
-        torch.hub.download_url_to_file(spec.url, str(path), progress=progress)
+        download_to(spec.url, path, progress=progress)
     except Exception as exc:  # offline, proxy, disk full: say what and how to fix it
         raise SamWeightsError(
             _missing_message(spec, path, f"Downloading failed ({type(exc).__name__}: {exc})")
         ) from exc
-    finally:
-        socket.setdefaulttimeout(old)
     return path
 
 
@@ -171,7 +163,9 @@ def resolve_weights(name: str, weights: str | os.PathLike = "official",
     """
     spec = get_spec(name)
     if download is None:
-        download = os.environ.get("DINOSEG_OFFLINE", "0") != "1"
+        from headless.downloads import downloads_allowed
+
+        download = downloads_allowed()
     w = str(weights)
     if w == "random":
         return None

@@ -145,22 +145,14 @@ def _torchvision_weights_file(arch: str, key: str, download: bool | None = None)
     for c in candidates:
         if c.is_file():
             return c
+    from headless.downloads import download_to, downloads_allowed
+
     if download is None:
-        download = os.environ.get("DINOSEG_OFFLINE", "0") != "1"
+        download = downloads_allowed()
     reason = "offline mode (DINOSEG_OFFLINE=1)"
     if download:
-        import socket
-
-        target = candidates[0]
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            old = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(20)
-            try:
-                torch.hub.download_url_to_file(weights.url, str(target), progress=False)
-            finally:
-                socket.setdefaulttimeout(old)
-            return target
+            return download_to(weights.url, candidates[0], progress=False)
         except Exception as exc:
             reason = f"download failed ({type(exc).__name__}: {exc})"
     raise WeightsError(
