@@ -10,13 +10,19 @@ that quartic in ``P / s``. Both combine: a stride-reduced grid is just another l
 
 Everything here is linear in the low-res features, so the average is computed by index
 arithmetic rather than by materialising each upsampled, inverse-transformed map: for a built-in
-transform (a pixel permutation) every output pixel reads its value from a few low-res cells with
-fixed weights (1 for ``nearest-exact``, 4 for bilinear). That gives, from one engine,
+transform (a pixel permutation) every output pixel reads its value from one low-res cell
+(``nearest-exact``) or a few with fixed weights (bilinear). With nearest sampling and shifts,
+flips or quarter turns the index splits into a row part plus a column part, so the sum over the
+copies of a batch runs on a small grid of distinct (row, column) keys and the full map is written
+once per batch: HR-Dv2 costs its forward passes plus one pass over the output. Custom
+``(forward, inverse)`` pairs that are not pixel permutations go through full maps, a few channels
+at a time. From one engine:
 
 * :func:`hr_features`: the full ``(H, W, D)`` map (refused with a clear message when it would not
   fit in memory);
 * :func:`hr_linear`: ``W @ HR + b`` computed as the average of ``upsample(inverse(W F_t + b))``,
-  holding ``C`` channels instead of ``D`` (a 1792 x 1792 image with C = 4 stays far below 2 GB);
+  holding ``C`` channels instead of ``D`` (a 1792 x 1792 image with C = 4: about 1.5 GB peak for
+  the whole process, ViT-S/14 on CPU; see tests/benchmarks/bench_highres.py);
 * :func:`hr_sample`: HR features at chosen pixels (scribbles), never building the map.
 
 Sizes: like :mod:`headless.features`, an image whose sides are not multiples of ``P`` is
@@ -289,7 +295,18 @@ def average_over_transforms(
         single = all(len(tp) == 1 and tp[0][1] is None
                      for tp in (row_taps, col_taps, up_rows, up_cols))
         fused = [b for b, i in enumerate(ids) if single and transforms[i].permutes_pixels]
-        if fused:
+        parts = [
+            _separable_index(transforms[ids[b]], (hc, wc), (tp_h, tp_w), row_taps, col_taps,
+                             up_rows, up_cols, gw)
+            for b in fused
+        ] if fused and pixels is None else []
+        if parts and all(pt is not None for pt in parts) and _accumulate_separable(
+            acc, [feats[b].numpy().reshape(-1, ch) for b in fused], parts, (ho, wo),
+            fresh=done == 0,
+        ):
+            done += len(fused)
+            yield Progress(done, n_t, f"transform {done}/{n_t}")
+        elif fused:
             index = [
                 _nearest_index(transforms[ids[b]], (hc, wc), (tp_h, tp_w), row_taps, col_taps,
                                up_rows, up_cols, gw, block_coords, n_out)
@@ -384,6 +401,65 @@ def _nearest_index(
         flat_w = ri[qr] * work_hw[1] + ci[qc]
         out[s:e] = ui[src_r[flat_w]] * gw + vi[src_c[flat_w]]
     return out
+
+
+def _separable_index(
+    t: Transform, work_hw: tuple[int, int], t_hw: tuple[int, int], row_taps: NpTaps,
+    col_taps: NpTaps, up_rows: NpTaps, up_cols: NpTaps, gw: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Single-tap low-res index of output pixel (y, x) as ``A[y] + B[x]``, if it splits so.
+
+    True for shifts, flips, quarter turns and their compositions (each source coordinate
+    depends on the output row alone or on the column alone); ``None`` otherwise.
+    """
+    src_r, src_c = source_coords(t, work_hw, t_hw)
+    a = np.zeros(work_hw[0], np.int64)
+    b = np.zeros(work_hw[1], np.int64)
+    for src, table, mult in ((src_r.numpy(), up_rows[0][0], gw), (src_c.numpy(), up_cols[0][0], 1)):
+        if (src == src[:, :1]).all():
+            a += table[src[:, 0]] * mult
+        elif (src == src[:1, :]).all():
+            b += table[src[0, :]] * mult
+        else:
+            return None
+    return a[row_taps[0][0]], b[col_taps[0][0]]
+
+
+def _accumulate_separable(
+    acc: np.ndarray, feats: list[np.ndarray], parts: list[Any], out_hw: tuple[int, int],
+    fresh: bool = False,
+) -> bool:
+    """acc (+)= sum_t feats[t][A_t[y] + B_t[x]], computed once per distinct row and column key.
+
+    Rows whose indices agree for every copy give equal output rows (likewise columns); with
+    shifts of a few pixels there are only ~3 distinct keys per patch row, so the sum over copies
+    runs on a small compressed grid and the full map is written in one pass per batch. Returns
+    False (nothing done) when the keys barely compress.
+    """
+    ho, wo = out_hw
+    ch = acc.shape[1]
+    keys_r, inv_r = np.unique(np.stack([p[0] for p in parts], axis=1), axis=0,
+                              return_inverse=True)
+    keys_c, inv_c = np.unique(np.stack([p[1] for p in parts], axis=1), axis=0,
+                              return_inverse=True)
+    n_r, n_c = len(keys_r), len(keys_c)
+    if n_r * n_c * 4 > ho * wo or n_r * n_c * ch * 4 > WIDEN_BYTES:
+        return False
+    comp = np.zeros((n_r, n_c, ch), np.float32)
+    for k, f in enumerate(feats):
+        comp += np.take(f, keys_r[:, k][:, None] + keys_c[:, k][None, :], axis=0)
+    inv_r = inv_r.reshape(-1)
+    inv_c = inv_c.reshape(-1)
+    out3 = acc.reshape(ho, wo, ch)
+    rows = max(1, FUSED_BLOCK_BYTES * 8 // (4 * ch * max(wo, n_c)))
+    buf = np.empty((rows, wo, ch), np.float32)
+    for y0, y1 in _blocks(ho, rows):
+        band = np.take(comp, inv_r[y0:y1], axis=0)
+        if fresh:
+            np.take(band, inv_c, axis=1, out=out3[y0:y1], mode="clip")
+        else:
+            out3[y0:y1] += np.take(band, inv_c, axis=1, out=buf[: y1 - y0], mode="clip")
+    return True
 
 
 def _accumulate_nearest(

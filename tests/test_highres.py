@@ -145,6 +145,21 @@ def test_bilinear_without_column_pre_interpolation_is_the_same(monkeypatch):
     torch.testing.assert_close(_hr(x, ts, upsample="bilinear"), ref, atol=1e-5, rtol=0)
 
 
+def test_non_separable_permutation_uses_the_per_pixel_path():
+    """A shear (row y rolled by y px) is a pixel permutation whose index does not split into a
+    row part plus a column part; the engine must still match the reference loop."""
+
+    def shear(x, sign):
+        return torch.stack([torch.roll(x[..., y, :], sign * y, dims=-1)
+                            for y in range(x.shape[-2])], dim=-2)
+
+    t = T.Transform("shear", lambda x: shear(x, 1), lambda x: shear(x, -1), permutes_pixels=True)
+    x = _image(21, 21, seed=9)
+    ts = [T.identity(), t, T.roll(1, 0)]
+    torch.testing.assert_close(_hr(x, ts), reference_average(x, pool_features, ts, P),
+                               atol=1e-5, rtol=0)
+
+
 def test_chunking_does_not_change_the_result():
     x = _image(30, 40, seed=4)
     ts = T.hr_transforms(8, 1)

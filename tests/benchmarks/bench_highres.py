@@ -8,10 +8,13 @@ memory of a forward pass do not depend on the weight values, so the numbers hold
 weights; the features themselves mean nothing.
 
 Every measurement runs in its own subprocess so that its peak memory is that process's
-``ru_maxrss`` (tracemalloc does not see torch's allocations); the baseline column is the RSS after
-loading the model and one warm-up forward, before the measured call. Each HR measurement also
-times one plain forward of the same image in the same process, right before, so the ratio
-``HR time / (n_transforms x one forward)`` compares numbers taken side by side (target <= 1.2).
+``ru_maxrss`` (tracemalloc does not see torch's allocations); since that high-water mark is
+already set by loading the model (~0.9 GB), a thread also samples the current RSS every 2 ms
+during the measured call (the "during the call" column of the tables). Each HR measurement runs,
+in the same process and interleaved, ``n_transforms`` single-image forwards of the same input and
+then the HR call, so ``HR time / (n_transforms x one forward)`` compares numbers taken side by
+side (target <= 1.2); the median over 3 rounds (1 round from 896 px) is reported, in wall-clock
+and in CPU time (the latter is steadier on a shared machine).
 
 Measurements predicted (from a FLOP model calibrated on the runs so far) to take longer than
 ``--cap`` seconds, or more than the remaining ``--budget``, are skipped with the reason printed;
