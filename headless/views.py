@@ -93,12 +93,12 @@ def feature_views(
         weights_label=backbone.weights_label, mode=mode, notes=notes, features=feats,
     )
     if mode != "patch":
-        from headless.featurize import dense_features
+        from headless.featurize import dense_pca_rgb
 
-        dense = yield from _relabel(
-            dense_features(image, mode, backbone, size=size, **(dense_options or {})), 2, steps
+        # the PCA is applied inside the transform average: only 3 channels at full resolution
+        views.dense_pca = yield from _relabel(
+            dense_pca_rgb(image, mode, backbone, size=size, **(dense_options or {})), 2, steps
         )
-        views.dense_pca = pca_rgb(dense)
     yield Progress(100 * steps, 100 * steps, "done")
     return views
 

@@ -70,3 +70,18 @@ def test_console_script_help_lists_backbones(name):
     from headless.backbones import list_backbones
 
     assert name in list_backbones()
+
+
+@pytest.mark.parametrize("mode", ["hr", "classical"])
+def test_dense_modes_add_a_full_resolution_pca(tmp_path, mode):
+    _img(tmp_path / "a.png", (50, 66, 3))
+    out = tmp_path / "out"
+    code = main(["features", str(tmp_path / "a.png"), "--backbone", "test_dinov2_tiny14_reg",
+                 "--weights", "random", "--mode", mode, "--shifts", "4", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    with np.load(out / "a.npz") as z:
+        dense = z["dense_pca"]
+        assert dense.shape == (50, 66, 3) and str(z["mode"]) == mode
+        assert 0.0 <= dense.min() and dense.max() <= 1.0 and dense.std() > 0
+    assert Image.open(out / "a_dense_pca.png").size == (66, 50)
