@@ -657,7 +657,7 @@ class MemoryEstimate:
     def describe(self) -> str:
         parts = [("output", self.output), ("forward pass", self.forward),
                  ("low-res features", self.features), ("input copies", self.inputs),
-                 ("index maps", self.scratch)]
+                 ("index maps and scratch", self.scratch)]
         inner = ", ".join(f"{name} {_fmt_bytes(v)}" for name, v in parts if v)
         return f"about {_fmt_bytes(self.total)} ({inner})"
 
