@@ -263,13 +263,36 @@ def attention_mask(attn: Any, keep: float = 0.6) -> np.ndarray:
     return mask.reshape(shape)
 
 
+def fit_pca_map(x: Any, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Affine map ``(W (k, D), b (k,))`` such that ``x @ W.T + b`` are :func:`pca_rgb`'s values
+    (before clipping) for the fitted vectors ``x`` of shape ``(N, D)``.
+
+    Top principal components with their largest loading positive (stable colours), each scaled
+    by its 1st..99th percentile over ``x``. Being affine, the map can also be applied inside an
+    average over transforms (HR-Dv2), holding only ``k`` channels at full resolution.
+    """
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    cov = centred.T @ centred / max(len(x) - 1, 1)
+    _, vecs = np.linalg.eigh(cov)
+    comps = vecs[:, ::-1][:, :n_components]
+    if comps.shape[1] < n_components:
+        comps = np.pad(comps, ((0, 0), (0, n_components - comps.shape[1])))
+    signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), np.arange(comps.shape[1])])
+    comps = comps * np.where(signs == 0, 1, signs)
+    proj = centred @ comps
+    lo = np.percentile(proj, 1, axis=0)
+    hi = np.percentile(proj, 99, axis=0)
+    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    return (comps / span).T, -(mean @ comps + lo) / span
+
+
 def pca_rgb(features: Any, mask: Any = None, n_components: int = 3) -> np.ndarray:
     """Project features on their top principal components and scale each to [0, 1].
 
     ``features`` is ``(..., D)``; with ``mask`` (boolean, same leading shape) the PCA is fitted on
-    the masked (foreground) vectors only and applied to all. Component signs are fixed (largest
-    loading positive) so colours are stable; each channel is scaled by its 1st..99th percentile
-    over the fitted vectors and clipped.
+    the masked (foreground) vectors only and applied to all (rules: :func:`fit_pca_map`).
     """
     x = np.asarray(features.detach().cpu().numpy() if hasattr(features, "detach") else features,
                    np.float64)
@@ -282,21 +305,8 @@ def pca_rgb(features: Any, mask: Any = None, n_components: int = 3) -> np.ndarra
             raise ValueError(f"mask has {m.shape[0]} entries, features have {flat.shape[0]}")
         if m.sum() >= 2:
             fit = flat[m]
-    mean = fit.mean(axis=0)
-    centred = fit - mean
-    cov = centred.T @ centred / max(len(fit) - 1, 1)
-    vals, vecs = np.linalg.eigh(cov)
-    comps = vecs[:, ::-1][:, :n_components]
-    if comps.shape[1] < n_components:
-        comps = np.pad(comps, ((0, 0), (0, n_components - comps.shape[1])))
-    signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), np.arange(comps.shape[1])])
-    comps = comps * np.where(signs == 0, 1, signs)
-    proj_fit = centred @ comps
-    proj = (flat - mean) @ comps
-    lo = np.percentile(proj_fit, 1, axis=0)
-    hi = np.percentile(proj_fit, 99, axis=0)
-    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
-    out = ((proj - lo) / span).clip(0.0, 1.0)
+    w, b = fit_pca_map(fit, n_components)
+    out = (flat @ w.T + b).clip(0.0, 1.0)
     return out.reshape(*lead, n_components).astype(np.float32)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from headless.features import fit_pca_map
 from headless.images import ImageError, to_rgb01
 from headless.progress import Progress, ProgressGen
 
@@ -173,26 +174,3 @@ def dense_pca_rgb(
     out = yield from run_hr(backbone, np.asarray(image), cfg, project=project,
                             out_channels=n_components, what=f"PCA view of {mode!r} features")
     return np.clip(out.numpy(), 0.0, 1.0)
-
-
-def fit_pca_map(x: np.ndarray, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Affine map ``(W (k, D), b (k,))`` with ``x @ W.T + b`` = :func:`pca_rgb`'s values, unclipped.
-
-    Same rules as :func:`headless.features.pca_rgb` (which returns the values, not the map).
-    """
-    x = np.asarray(x, np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    cov = centred.T @ centred / max(len(x) - 1, 1)
-    _, vecs = np.linalg.eigh(cov)
-    comps = vecs[:, ::-1][:, :n_components]
-    if comps.shape[1] < n_components:
-        comps = np.pad(comps, ((0, 0), (0, n_components - comps.shape[1])))
-    signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), np.arange(comps.shape[1])])
-    comps = comps * np.where(signs == 0, 1, signs)
-    proj = centred @ comps
-    lo = np.percentile(proj, 1, axis=0)
-    hi = np.percentile(proj, 99, axis=0)
-    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
-    w = (comps / span).T
-    return w, -(mean @ comps + lo) / span
