@@ -31,6 +31,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_dinoseg._qt_helpers import ModelCache, browse_checkpoint, load_backbone_for_dock
+
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
@@ -49,7 +51,7 @@ class BoxesWidget(QWidget):
         from headless.box_compute import METHOD_TITLES, METHODS
 
         self.viewer = napari_viewer
-        self._backbones: dict[tuple[str, str, str], Any] = {}
+        self._backbones = ModelCache(load_backbone_for_dock)
         self._worker: Any = None
         self._folder: Path | None = None
         self._images: list[Path] = []
@@ -190,9 +192,7 @@ class BoxesWidget(QWidget):
         self.status.setText(text)
 
     def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors *.bin)"
-        )
+        path = browse_checkpoint(self)
         if path:
             self.weights_combo.setCurrentText(path)
 
@@ -203,11 +203,7 @@ class BoxesWidget(QWidget):
 
     def _backbone(self, key: tuple[str, str, str]) -> Any:
         """The backbone, loaded once per (name, weights, device); called in the worker."""
-        from headless.backbones import load_backbone
-
-        if key not in self._backbones:
-            self._backbones[key] = load_backbone(key[0], key[1], device=key[2])
-        return self._backbones[key]
+        return self._backbones.get(key)
 
     def _options(self) -> dict[str, Any]:
         return {"method": self.method_combo.currentData(),

@@ -14,7 +14,6 @@ import numpy as np
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -25,7 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_dinoseg._qt_helpers import float_spin, int_spin
+from napari_dinoseg._qt_helpers import (
+    ModelCache,
+    browse_checkpoint,
+    float_spin,
+    int_spin,
+    load_backbone_for_dock,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -57,8 +62,8 @@ class SamWidget(QWidget):
         from headless.sam import AutoMaskParams, list_sam_models
 
         self.viewer = napari_viewer
-        self._models: dict[tuple[str, str, str], Any] = {}
-        self._backbones: dict[tuple[str, str, str], Any] = {}
+        self._models = ModelCache(_load_sam)
+        self._backbones = ModelCache(load_backbone_for_dock)
         self._worker: Any = None
         self.last_result: Any = None  # last MaskSet / list of boxes / MaskChoice (for scripts)
         d = AutoMaskParams()
@@ -197,9 +202,7 @@ class SamWidget(QWidget):
         fill(self.target_combo, [NEW_LAYER, *shapes])
 
     def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "SAM checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors)"
-        )
+        path = browse_checkpoint(self, "SAM checkpoint")
         if path:
             self.weights_edit.setText(path)
 
@@ -209,12 +212,7 @@ class SamWidget(QWidget):
 
     def sam_model(self, key: tuple[str, str, str] | None = None) -> Any:
         """The chosen SAM, loaded once per (model, weights, device) for this dock."""
-        from headless.sam import load_sam
-
-        key = key or self.model_key()
-        if key not in self._models:
-            self._models[key] = load_sam(key[0], key[1], device=key[2])
-        return self._models[key]
+        return self._models.get(key or self.model_key())
 
     def auto_params(self) -> Any:
         from headless.sam import AutoMaskParams
@@ -397,14 +395,11 @@ class SamWidget(QWidget):
         keep = self.keep_spin.value()
 
         def compute():
-            from headless.backbones import load_backbone
             from headless.progress import Progress
             from headless.sam import attention_for_image, choose_mask, masks_from_labels
 
             yield Progress(0, 2, f"loading {bkey[0]}")
-            if bkey not in self._backbones:
-                self._backbones[bkey] = load_backbone(bkey[0], bkey[1], device=bkey[2])
-            bb = self._backbones[bkey]
+            bb = self._backbones.get(bkey)
             yield Progress(1, 2, "attention")
             attn, att_mask = attention_for_image(bb, image, keep)
             values, masks = masks_from_labels(data)
@@ -521,3 +516,9 @@ def _to_image_pixels(boxes: list[Any], shapes: Any, image_layer: Any) -> list[An
         y1, x1 = ((np.array([b.y1, b.x1]) - 0.5) * s_scale + s_tr - i_tr) / i_scale + 0.5
         out.append(replace(b, x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1)))
     return out
+
+
+def _load_sam(name: str, weights: str, device: str) -> Any:
+    from headless.sam import load_sam
+
+    return load_sam(name, weights, device=device)

@@ -8,7 +8,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -18,6 +17,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from napari_dinoseg._qt_helpers import ModelCache, browse_checkpoint, load_backbone_for_dock
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -34,7 +35,7 @@ class FeaturesWidget(QWidget):
         from headless.views import MODES
 
         self.viewer = napari_viewer
-        self._backbones: dict[tuple[str, str, str], Any] = {}
+        self._backbones = ModelCache(load_backbone_for_dock)
         self._worker: Any = None
 
         self.image_combo = QComboBox()
@@ -115,9 +116,7 @@ class FeaturesWidget(QWidget):
         self.image_combo.blockSignals(False)
 
     def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors *.bin)"
-        )
+        path = browse_checkpoint(self)
         if path:
             self.weights_edit.setText(path)
 
@@ -127,12 +126,7 @@ class FeaturesWidget(QWidget):
 
     def backbone(self, key: tuple[str, str, str] | None = None) -> Any:
         """The chosen backbone, loaded once per (name, weights, device) for this dock."""
-        from headless.backbones import load_backbone
-
-        key = key or self.backbone_key()
-        if key not in self._backbones:
-            self._backbones[key] = load_backbone(key[0], key[1], device=key[2])
-        return self._backbones[key]
+        return self._backbones.get(key or self.backbone_key())
 
     # -- action -------------------------------------------------------------------------------
     def run(self) -> None:
