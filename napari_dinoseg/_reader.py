@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from headless.boxes_io import CSV_COLUMNS
+from headless.boxes.formats import CSV_COLUMNS
 
 
 def _is_voc_xml(path: Path) -> bool:
@@ -63,7 +63,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[tuple]] | None:
 def read_boxes_layer(path: str | list[str]) -> list[tuple]:
     """One Shapes layer-data tuple (2D for one image, 3D with a plane per image)."""
     from headless.boxes import read_boxes
-    from napari_dinoseg._boxes_layers import boxset_to_layer_data
+    from napari_dinoseg._widgets.boxes.layers import boxset_to_layer_data
 
     if isinstance(path, list):
         path = path[0]

@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _boxset(data: Any, meta: dict):
-    from napari_dinoseg._boxes_layers import layer_data_to_boxset
+    from napari_dinoseg._widgets.boxes.layers import layer_data_to_boxset
 
     return layer_data_to_boxset(data, meta)
 

@@ -1,7 +1,7 @@
 """``dinoseg attention-maps``: compute and cache a dataset's DINO attention maps once.
 
 The CLI twin of the attention step of a training job with ``crop.type: attention`` (the Train
-panel runs the same :func:`headless.attention_maps.compute_attention_maps`): afterwards data
+panel runs the same :func:`headless.train.attention_maps.compute_attention_maps`): afterwards data
 loaders only read the cached maps.
 """
 
@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from headless.attention_maps import compute_attention_maps
-    from headless.backbones import resolve_device
+    from headless.features.backbones import resolve_device
     from headless.images import IMAGE_SUFFIXES
     from headless.progress import run_with_tqdm
+    from headless.train.attention_maps import compute_attention_maps
 
     paths: list[Path] = []
     for item in args.images:

@@ -2,7 +2,7 @@
 ``dinoseg boxes-export``: the curated boxes of a folder's project, written the same way.
 
 Twins of the napari "Object boxes" widget's compute-all and export buttons; both use
-:func:`headless.box_compute.compute_boxes` and :class:`headless.box_curation.BoxCuration`.
+:func:`headless.boxes.compute.compute_boxes` and :class:`headless.boxes.curation.BoxCuration`.
 """
 
 from __future__ import annotations
@@ -117,9 +117,9 @@ def filter_images(images: list[Path], names: list[str], list_file: Path) -> list
 
 
 def _run_boxes(args: argparse.Namespace) -> int:
-    from headless.box_compute import ImageBoxesProgress, compute_boxes
-    from headless.box_curation import BoxCuration
     from headless.boxes import write_boxes
+    from headless.boxes.compute import ImageBoxesProgress, compute_boxes
+    from headless.boxes.curation import BoxCuration
     from headless.images import expand_inputs
     from headless.progress import run_with_tqdm
 
@@ -176,7 +176,7 @@ def _run_boxes(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from headless.box_curation import BoxCuration
+    from headless.boxes.curation import BoxCuration
 
     if not args.folder.is_dir():
         raise CommandError(f"{args.folder}: not a folder")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headless.views import MODES
+from headless.features.views import MODES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from headless.backbones import load_backbone
+    from headless.features.backbones import load_backbone
+    from headless.features.views import feature_views
     from headless.images import ImageError, expand_inputs, read_image
     from headless.progress import run_with_tqdm
     from headless.store import atomic_save_npz
-    from headless.views import feature_views
 
     listing = expand_inputs(args.images)
     for s in listing.skipped:

@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     sam = load_sam(args.model, args.weights, device=args.device)
     backbone = None
     if args.choose == "attention":
-        from headless.backbones import load_backbone
+        from headless.features.backbones import load_backbone
 
         backbone = load_backbone(args.backbone, args.backbone_weights, device=args.device)
     print(f"SAM {sam.name}: {sam.weights_label}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``dinoseg segment``: scribbles -> probe -> label TIFFs for images, stacks and folders.
 
 Twin of the napari "Scribble segmentation" dock, on the same engine
-(:class:`headless.segment.Segmenter`, :func:`headless.segment.apply_to_all`):
+(:class:`headless.segment.workflow.Segmenter`, :func:`headless.segment.workflow.apply_to_all`):
 
     dinoseg segment IMAGE... --scribbles LABELS [LABELS...] --out DIR
     dinoseg segment IMAGE... --probe FILE --out DIR
@@ -25,8 +25,8 @@ FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
 
 
 def register(sub: Any) -> None:
-    from headless.crf import CRFParams
-    from headless.probe import TrainParams
+    from headless.segment.crf import CRFParams
+    from headless.segment.probe import TrainParams
 
     c, t = CRFParams(), TrainParams()
     p = sub.add_parser(
@@ -103,11 +103,11 @@ def parse_names(text: str | None) -> dict[int, str]:
 
 
 def _run(args: Any) -> int:
-    from headless.crf import CRFParams
     from headless.images import expand_inputs, read_image, read_labels
-    from headless.probe import TrainParams, load_probe
     from headless.progress import run_with_tqdm
-    from headless.segment import FeatureSpec, Segmenter, SegmentSettings, apply_to_all
+    from headless.segment.crf import CRFParams
+    from headless.segment.probe import TrainParams, load_probe
+    from headless.segment.workflow import FeatureSpec, Segmenter, SegmentSettings, apply_to_all
 
     if args.save_probe and args.probe:
         raise CommandError("--save-probe saves a probe trained from --scribbles; with --probe "

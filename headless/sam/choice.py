@@ -173,10 +173,10 @@ def choose_mask(masks: np.ndarray | MaskSet, image: np.ndarray | None = None, *,
 def threshold_attention(attention: np.ndarray, keep: float = 0.6) -> np.ndarray:
     """DINO's rule: the smallest set of pixels holding ``keep`` of the attention mass.
 
-    Delegates to :func:`headless.features.attention_mask` so the whole project thresholds
+    Delegates to :func:`headless.features.forward.attention_mask` so the whole project thresholds
     attention one way.
     """
-    from headless.features import attention_mask
+    from headless.features.forward import attention_mask
 
     return np.asarray(attention_mask(np.asarray(attention, np.float32), keep), bool)
 
@@ -187,10 +187,10 @@ def attention_for_image(backbone, image: np.ndarray, keep: float = 0.6,
 
     The map is the last layer's CLS attention averaged over heads; it is thresholded on the
     patch grid with DINO's keep-mass rule (:func:`headless.features.attention_mask`), then both
-    are brought to the image's pixels with :func:`headless.features.grid_to_image` (nearest:
+    are brought to the image's pixels with :func:`headless.features.forward.grid_to_image` (nearest:
     each patch covers its block of pixels).
     """
-    from headless import features
+    from headless.features import forward as features
 
     feats = features.extract_image(backbone, np.asarray(image), size=size)
     attn = feats.attn[0].float().mean(0).cpu().numpy().astype(np.float32)  # (h, w)

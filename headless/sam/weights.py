@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headless.backbones import WeightsError
+from headless.features.backbones import WeightsError
 from headless.sam.model import SamModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,12 +106,13 @@ def get_spec(name: str) -> SamSpec:
 def weights_dir() -> Path:
     """Where official SAM checkpoints are looked for and downloaded to.
 
-    The folder of every official weight file in this project (:func:`headless.backbones.cache_dir`):
+    The folder of every official weight file in this project
+    (:func:`headless.features.backbones.cache_dir`):
     ``$DINOSEG_CACHE`` when set, else torch hub's checkpoint folder
     (``$TORCH_HOME/hub/checkpoints``, usually ``~/.cache/torch/hub/checkpoints``), where other
     tools already put these very files.
     """
-    from headless.backbones import cache_dir
+    from headless.features.backbones import cache_dir
 
     return cache_dir()
 
@@ -322,7 +323,7 @@ def load_sam(name: str = "vit_b", weights: str | os.PathLike = "official", devic
     """
     import torch
 
-    from headless.backbones import resolve_device
+    from headless.features.backbones import resolve_device
 
     spec = get_spec(name)
     device = resolve_device(device)

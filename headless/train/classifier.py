@@ -2,8 +2,8 @@
 
 What ``run`` does, in order: seeds and determinism; the data plan (split, boxes); the model
 (torchvision ResNet with random, ImageNet or file weights, or a DINOv2 ViT from
-:mod:`headless.backbones` with a frozen backbone or only its CLS token trained, plus a linear
-head); the optimiser (SGD / Adam / AdamW, no weight decay on biases, norms and tokens); the
+:mod:`headless.features.backbones` with a frozen backbone or only its CLS token trained, plus a
+linear head); the optimiser (SGD / Adam / AdamW, no weight decay on biases, norms and tokens); the
 learning rate as a pure function of the step (:func:`headless.jobs.spec.lr_at`); an EMA of the
 weights every k steps; then the loop, which logs JSON lines, evaluates every ``eval_every``
 epochs, checkpoints every N steps and stops cleanly at a step boundary when asked.
@@ -118,13 +118,13 @@ class Classifier(nn.Module):
 
 
 def is_vit(name: str) -> bool:
-    from headless.backbones import REGISTRY
+    from headless.features.backbones import REGISTRY
 
     return name in REGISTRY
 
 
 def known_models() -> list[str]:
-    from headless.backbones import list_backbones
+    from headless.features.backbones import list_backbones
 
     return [*RESNETS, TINY_RESNET, *list_backbones()]
 
@@ -133,7 +133,7 @@ def _torchvision_weights_file(arch: str, key: str, download: bool | None = None)
     """The cached torchvision checkpoint for ``arch`` (hub cache or $DINOSEG_CACHE)."""
     import torchvision
 
-    from headless.backbones import WeightsError, cache_dir
+    from headless.features.backbones import WeightsError, cache_dir
 
     try:
         enum = torchvision.models.get_model_weights(arch)
@@ -173,7 +173,7 @@ def _strip_state_dict(sd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_resnet_weights(net: nn.Module, arch: str, weights: str) -> str:
-    from headless.backbones import WeightsError, read_state_dict
+    from headless.features.backbones import WeightsError, read_state_dict
 
     if weights in TORCHVISION_WEIGHTS or weights.startswith("IMAGENET"):
         path = _torchvision_weights_file(arch, weights)
@@ -224,7 +224,7 @@ def build_model(cfg: Any, n_classes: int) -> BuiltModel:
         model = Classifier(net, net.num_features, n_classes, freeze_trunk=cfg.freeze_backbone)
         built = BuiltModel(model, IMAGENET_MEAN, IMAGENET_STD, label)
     elif is_vit(name):
-        from headless.backbones import load_backbone
+        from headless.features.backbones import load_backbone
 
         rng = torch.get_rng_state()
         backbone = load_backbone(name, weights=weights or "official", device="cpu")
@@ -245,7 +245,7 @@ def build_model(cfg: Any, n_classes: int) -> BuiltModel:
 
 
 def _load_classifier_weights(model: Classifier, path: str) -> None:
-    from headless.backbones import WeightsError, read_state_dict
+    from headless.features.backbones import WeightsError, read_state_dict
 
     sd = read_state_dict(path)
     for key in ("model", "state_dict"):
@@ -265,7 +265,7 @@ def _load_classifier_weights(model: Classifier, path: str) -> None:
 
 def check_model(spec: ClassifierSpec) -> None:
     """Cheap checks before a run starts: known model, weights at hand, sizes that fit."""
-    from headless.backbones import WeightsError, get_spec, official_weights_path
+    from headless.features.backbones import WeightsError, get_spec, official_weights_path
 
     cfg = spec.model
     if cfg.type not in (*RESNETS, TINY_RESNET) and not is_vit(cfg.type):
@@ -589,10 +589,10 @@ class _Batches:
 def _attention_lookup(spec: ClassifierSpec, samples: list[tuple[Path, int]], device: torch.device,
                       dist: DistInfo, log: RunLog) -> Any:
     """Attention maps for every training image, computed once in batches and cached on disk
-    (:mod:`headless.attention_maps`), so the data loader only reads a few KB per image. Seed
+    (:mod:`headless.train.attention_maps`), so the data loader only reads a few KB per image. Seed
     000 ran the ViT per item and measured data loading about 12x slower."""
-    from headless.attention_maps import compute_attention_maps
     from headless.progress import run as drive
+    from headless.train.attention_maps import compute_attention_maps
 
     paths = [p for p, _ in samples]
     last = [-1.0]
@@ -650,7 +650,7 @@ class _AttentionLookup:
         arr = self.maps.get(str(path))
         if arr is None:
             return None
-        from headless.crops import AttentionMap
+        from headless.train.crops import AttentionMap
 
         return AttentionMap(arr)
 

@@ -427,17 +427,17 @@ def colour_augment(p: float, augmix: bool = False) -> Any:
 
 def make_crop(crop: Any, size: int) -> Any:
     """The random crop named by ``crop.type`` (seed 000): RandomResizedCrop, or the box- or
-    attention-guided crops of :mod:`headless.crops`."""
+    attention-guided crops of :mod:`headless.train.crops`."""
     from torchvision.transforms import v2
 
     if crop.type == "random_resized":
         return v2.RandomResizedCrop(size, scale=tuple(crop.scale), ratio=tuple(crop.ratio),
                                     antialias=True)
     try:
-        from headless import crops
+        from headless.train import crops
     except ImportError:
         raise DatasetError(
-            f"crop.type {crop.type!r} needs headless.crops, which this version lacks"
+            f"crop.type {crop.type!r} needs headless.train.crops, which this version lacks"
         ) from None
     if crop.type == "localized":
         return crops.LocalizedRandomResizedCrop(

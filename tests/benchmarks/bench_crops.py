@@ -41,8 +41,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from headless import progress
-from headless.attention_maps import clean_attention_density, compute_attention_maps
-from headless.crops import (
+from headless.train.attention_maps import clean_attention_density, compute_attention_maps
+from headless.train.crops import (
     AttentionDensityCrop,
     AttentionMap,
     LocalizedRandomResizedCrop,
@@ -106,7 +106,7 @@ class LoaderDataset(torch.utils.data.Dataset):
         else:  # seed-way: the ViT runs on the item to get its attention, then the crop
             x = self.tail(v2.functional.resize(img, [224, 224]))
             with torch.inference_mode():
-                from headless.features import extract
+                from headless.features.forward import extract
 
                 attn = extract(self.vit, x[None], autocast=False).attn[0].mean(0)
             out = self.crop(img, AttentionMap(attn))[0]
@@ -175,7 +175,7 @@ def main() -> None:
             (tmp / "imgs").mkdir()
             paths = make_images(tmp / "imgs", args.n)
             source = f"{len(paths)} generated JPEGs 500x375"
-        from headless.backbones import load_backbone
+        from headless.features.backbones import load_backbone
 
         bb = load_backbone("test_dino_tiny16", weights="random")
         t0 = time.perf_counter()

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from headless.backbones import load_backbone
-from headless.features import extract
+from headless.features.backbones import load_backbone
+from headless.features.forward import extract
 
 
 def main() -> None:

@@ -105,9 +105,9 @@ def worker(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from headless.backbones import load_backbone
-    from headless.featurize import dense_features
-    from headless.highres import hr_linear, patch_tokens
+    from headless.features.backbones import load_backbone
+    from headless.features.dense import dense_features
+    from headless.features.highres import hr_linear, patch_tokens
     from headless.progress import run
 
     size, name = spec["size"], spec["method"]
@@ -138,7 +138,7 @@ def worker(spec: dict) -> dict:
         if spec.get("one_forward"):
             # n x one forward, literally: n single-image forwards of the same input, run right
             # before the HR call so both see the same machine load
-            from headless.features import preprocess
+            from headless.features.forward import preprocess
 
             x, _ = preprocess(img, bb.spec)
             w0, c0 = clocks()
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from headless.highres import estimate_memory
+    from headless.features.highres import estimate_memory
 
     print(f"# bench_highres: {ARCH} with RANDOM weights (no hub access; cost does not depend on "
           f"weights); CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -99,9 +99,9 @@ def main() -> None:
 
     import torch
 
-    from headless.localize import dino_attention_boxes, lost, most, tokencut
-    from headless.localize.most import foreground_tokens
-    from headless.localize.tokencut import second_eigenvector, token_graph
+    from headless.boxes.localize import dino_attention_boxes, lost, most, tokencut
+    from headless.boxes.localize.most import foreground_tokens
+    from headless.boxes.localize.tokencut import second_eigenvector, token_graph
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -58,10 +58,10 @@ def miou(pred: np.ndarray, truth: np.ndarray) -> float:
 def bench_speed(repeats: int) -> None:
     from skimage.feature import multiscale_basic_features
 
-    from headless.classical import classical_features
+    from headless.features.classical import classical_features
     from headless.images import read_image, read_labels, to_float01
     from headless.progress import run
-    from headless.segment import Segmenter, SegmentSettings
+    from headless.segment.workflow import Segmenter, SegmentSettings
 
     image = read_image(DATA / "scribbles" / "0.tif")
     scribbles = read_labels(DATA / "scribbles" / "0_labels.tif")
@@ -102,10 +102,10 @@ def bench_speed(repeats: int) -> None:
 
 
 def bench_quality() -> None:
-    from headless.crf import CRFParams
     from headless.images import read_image, read_labels
     from headless.progress import run
-    from headless.segment import FeatureSource, FeatureSpec, Segmenter, SegmentSettings
+    from headless.segment.crf import CRFParams
+    from headless.segment.workflow import FeatureSource, FeatureSpec, Segmenter, SegmentSettings
 
     print("class-averaged mIoU vs dense ground truth, classical features, no pretrained weights")
     print(f"{'image':<8}{'classifier':<12}{'no CRF':>8}{'CRF':>8}{'reference RF':>14}"
@@ -132,10 +132,10 @@ HR_CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 import psutil
-from headless.backbones import load_backbone
+from headless.features.backbones import load_backbone
 from headless.images import read_image, read_labels
 from headless.progress import run
-from headless.segment import FeatureSource, FeatureSpec, Segmenter, SegmentSettings
+from headless.segment.workflow import FeatureSource, FeatureSpec, Segmenter, SegmentSettings
 
 size, side, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 proc = psutil.Process()

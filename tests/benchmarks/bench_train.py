@@ -55,9 +55,9 @@ def loader_epoch(spec, attention, threads: int) -> float:
 
 
 def bench_loading(root: Path, size: int, workers: int, repeats: int, threads: int) -> None:
-    from headless.attention_maps import compute_attention_maps
     from headless.jobs.spec import build_spec
     from headless.progress import run
+    from headless.train.attention_maps import compute_attention_maps
     from headless.train.classifier import _AttentionLookup
     from headless.train.data import plan_data
 

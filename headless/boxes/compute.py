@@ -1,0 +1,168 @@
+"""Boxes for one image or many: features -> localisation method -> boxes on the original image.
+
+The one engine behind the napari "compute" buttons and ``dinoseg boxes``. It is a progress
+generator (see :mod:`headless.progress`): it loads the backbone once, then yields one
+:class:`ImageBoxesProgress` per image carrying that image's boxes (so a front end can save each
+result the moment it exists) and returns a :class:`BoxRun`. Unreadable images are recorded in
+``BoxRun.failures`` and the run goes on; images where the method finds no foreground are listed
+in ``BoxRun.empty``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from headless.boxes.types import Box, BoxSet
+from headless.images import ImageError, read_image
+from headless.progress import Progress, ProgressGen
+
+#: Methods of :func:`headless.boxes.localize.localize`, in the order the GUI lists them.
+METHODS = ("lost", "tokencut", "most", "dino")
+METHOD_TITLES = {
+    "lost": "LOST (one object)",
+    "tokencut": "TokenCut (one object)",
+    "most": "MOST (several objects)",
+    "dino": "DINO attention (seed 000)",
+}
+FEATURE_CHOICES = ("k", "q", "v")
+
+ImageInput = str | Path | tuple[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageBoxesProgress(Progress):
+    """Progress that also carries the result for the image just finished (``image`` set)."""
+
+    image: str = ""
+    boxes: tuple[Box, ...] | None = None
+    size: tuple[int, int] | None = None
+    error: str | None = None
+
+
+@dataclass
+class BoxRun:
+    """What a run produced: boxes per image, plus what could not be done and why."""
+
+    boxset: BoxSet
+    method: str
+    backbone_label: str
+    failures: dict[str, str] = field(default_factory=dict)
+    empty: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+    backbone: Any = None  # the loaded Backbone, so a front end can reuse it
+
+
+def image_size(image: np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` of a single 2D image (grey, RGB(A), or channels-first RGB)."""
+    a = np.asarray(image)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)):
+        return int(a.shape[1]), int(a.shape[0])
+    if a.ndim == 3 and a.shape[0] in (2, 3, 4):
+        return int(a.shape[2]), int(a.shape[1])
+    raise ImageError(f"boxes need one 2D image (H, W) or (H, W, 3/4); got shape {a.shape}")
+
+
+def _clip_all(boxes: Sequence[Box], size: tuple[int, int]) -> list[Box]:
+    """Boxes clipped to a ``(width, height)`` image; those left with no area are dropped."""
+    out = []
+    for b in boxes:
+        b = b.clip(*size)
+        if b.width > 0 and b.height > 0:
+            out.append(b)
+    return out
+
+
+def localize_image(
+    backbone: Any,
+    image: np.ndarray,
+    method: str,
+    *,
+    which: str = "k",
+    size: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[Box]:
+    """Boxes of one image, in its original pixel coordinates (empty: no foreground found)."""
+    from headless.boxes.localize import localize
+    from headless.features.forward import extract_image
+
+    if method not in METHODS:
+        raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
+    if which not in FEATURE_CHOICES:
+        raise ValueError(f"features must be one of k, q, v; got {which!r}")
+    wh = image_size(image)
+    # float32 as the reference LOST / TokenCut / MOST runs (bf16 autocast changes their seeds)
+    feats = extract_image(backbone, image, size=size, autocast=False)
+    # the methods work in network-input pixels and map to the original size themselves
+    boxes = localize(method, feats, index=0, which=which, orig_hw=(wh[1], wh[0]),
+                     **(params or {}))
+    return _clip_all(boxes, wh)
+
+
+def _name_and_array(item: ImageInput) -> tuple[str, Path | None, np.ndarray | None]:
+    if isinstance(item, tuple):
+        return str(item[0]), None, np.asarray(item[1])
+    p = Path(item)
+    return p.name, p, None
+
+
+def compute_boxes(
+    images: Sequence[ImageInput],
+    method: str,
+    *,
+    backbone: Any = "dino_vits16",
+    weights: str | Path | None = "official",
+    device: str = "cpu",
+    size: int | None = None,
+    which: str = "k",
+    params: dict[str, Any] | None = None,
+) -> ProgressGen[BoxRun]:
+    """Progress generator: boxes for every image (paths, or ``(name, array)`` pairs).
+
+    ``backbone`` is a name for :func:`headless.features.load_backbone` (loaded once, here) or an
+    already loaded Backbone. ``size`` resizes each image so its longer side is ``size`` before
+    the network (None: the original size, as LOST and TokenCut evaluate VOC); boxes always come
+    back in original-image pixels.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
+    if which not in FEATURE_CHOICES:
+        raise ValueError(f"features must be one of k, q, v; got {which!r}")
+    items = list(images)
+    total = len(items) + 1
+    if isinstance(backbone, str):
+        yield Progress(0, total, f"loading {backbone}")
+        from headless.features.backbones import load_backbone
+
+        backbone = load_backbone(backbone, weights=weights, device=device)
+    label = f"{getattr(backbone, 'name', '?')} ({getattr(backbone, 'weights_label', '?')})"
+    run = BoxRun(BoxSet(), method, label, backbone=backbone)
+    yield Progress(1, total, f"{method}: {len(items)} image(s)")
+    for i, item in enumerate(items):
+        name, path, arr = _name_and_array(item)
+        if name in run.boxset.boxes or name in run.failures:
+            raise ValueError(f"two images are named '{name}'; boxes are keyed by file name")
+        try:
+            if arr is None:
+                arr = read_image(path)
+            wh = image_size(arr)
+            boxes = localize_image(backbone, arr, method, which=which, size=size, params=params)
+        except ValueError as exc:  # ImageError included: unreadable file, odd shape, too small
+            run.failures[name] = str(exc)
+            yield ImageBoxesProgress(i + 2, total, f"{name}: failed", image=name,
+                                     error=str(exc))
+            continue
+        run.boxset.add(name, boxes, wh)
+        if path is not None:
+            run.paths[name] = path
+        if not boxes:
+            run.empty.append(name)
+        yield ImageBoxesProgress(i + 2, total, f"{name}: {len(boxes)} box(es)", image=name,
+                                 boxes=tuple(boxes), size=wh)
+    return run

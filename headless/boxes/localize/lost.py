@@ -1,0 +1,102 @@
+"""LOST (Simeoni et al., BMVC 2021): one object box from patch-key correlations.
+
+Steps, as in valeoai/LOST ``object_discovery.py``:
+
+1. affinity ``A = F F^T`` of the raw (unnormalised) key features, float32;
+2. degree of each patch = number of *positive* entries of its row, diagonal excluded;
+3. the seed is the lowest-degree patch: background patches correlate with much of the image,
+   object patches only with their object, which covers less of it;
+4. seed expansion: among the ``k`` lowest-degree patches keep those positively correlated with
+   the seed, and sum their rows of ``A`` into a map ``M``;
+5. the box of the 4-connected component of ``M > 0`` that holds the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from headless.boxes.localize._grid import (
+    as_tokens,
+    check_geometry,
+    component_box,
+    make_box,
+    seed_component,
+)
+from headless.boxes.types import Box
+
+
+def degree_order(A: Any, tie_break: str = "reference") -> tuple[Any, Any]:
+    """Patches sorted by increasing degree, and the degrees (torch tensors).
+
+    ``tie_break="reference"`` reproduces the reference exactly: its scores are ``-degree`` in
+    float32 sorted with ``torch.argsort(..., descending=True)``, which is not a stable sort, so
+    among tied degrees the order is torch's (deterministic on CPU for a given torch version).
+    ``"stable"`` breaks ties by the lower token index (raster order) instead.
+    """
+    import torch
+
+    pos = A.clone()
+    pos.fill_diagonal_(0)
+    degree = (pos > 0).sum(dim=1)
+    cent = -degree.to(torch.float32)
+    if tie_break == "reference":
+        order = torch.argsort(cent, descending=True)
+    elif tie_break == "stable":
+        order = torch.sort(cent, descending=True, stable=True).indices
+    else:
+        raise ValueError(f"tie_break must be 'reference' or 'stable', got {tie_break!r}")
+    return order, degree
+
+
+def lost(
+    feats: Any,
+    grid: Sequence[int],
+    patch_size: int,
+    image_hw: Sequence[int],
+    k: int = 100,
+    *,
+    tie_break: str = "reference",
+    orig_hw: Sequence[int] | None = None,
+) -> list[Box]:
+    """LOST's single box, or ``[]`` when the seed has no positive correlation (e.g. zero features).
+
+    Args:
+        feats: ``(h * w, D)`` token features, row-major over the grid (numpy or CPU torch); the
+            reference uses the last block's keys (``Features.k[i]``).
+        grid: ``(h, w)`` token grid, ``(ceil(H/p), ceil(W/p))``.
+        patch_size: pixels per patch of the network input.
+        image_hw: ``(H, W)`` of the network input (resized, unpadded); ``x1`` / ``y1`` are
+            clipped to it.
+        k: number of lowest-degree patches considered for the seed expansion (paper: 100).
+        tie_break: ``"reference"`` (default, the reference's unstable argsort) or ``"stable"``.
+        orig_hw: ``(H, W)`` of the original image; boxes are scaled from the input to it.
+
+    Returns:
+        ``[Box]`` with ``source="lost"`` and ``score = 1 - degree(seed) / (T - 1)``: the fraction
+        of the other patches that the seed is *not* positively correlated with. It is high when
+        the seed stands on a compact, distinctive object and low when it is barely
+        distinguishable from the background.
+    """
+    import torch
+
+    check_geometry(grid, patch_size, image_hw)
+    tokens = as_tokens(feats, grid)
+    n = tokens.shape[0]
+    if n == 0 or k < 1:
+        return []
+    F = torch.from_numpy(tokens)
+    with torch.no_grad():
+        A = F @ F.T
+        order, degree = degree_order(A, tie_break)
+        seed = int(order[0])
+        potentials = order[:k]
+        similars = potentials[A[seed, potentials] > 0.0]
+        M = A[similars, :].sum(dim=0)
+    h, w = (int(v) for v in grid)
+    component = seed_component((M > 0).numpy().reshape(h, w), seed)
+    if component is None:
+        return []
+    xyxy = component_box(component, patch_size, image_hw)
+    score = 1.0 - float(degree[seed]) / max(n - 1, 1)
+    return [make_box(xyxy, score=score, source="lost", image_hw=image_hw, orig_hw=orig_hw)]
