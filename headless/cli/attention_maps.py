@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from headless.features.backbones import resolve_device
     from headless.images import IMAGE_SUFFIXES
     from headless.progress import run_with_tqdm
-    from headless.train.attention_maps import compute_attention_maps
+    from headless.train.attention_maps.compute import compute_attention_maps
 
     paths: list[Path] = []
     for item in args.images:

@@ -41,7 +41,8 @@ class Job:
 
 JOBS: dict[str, Job] = {
     "classifier": Job(
-        "classifier", "headless.train.data:preflight", "headless.train.classifier:run"
+        "classifier", "headless.train.classifier.job:preflight",
+        "headless.train.classifier.job:run",
     ),
 }
 

@@ -10,275 +10,42 @@
               and the new job resumes from it.
 
 Every runner checks up front that it can run here and says plainly what is missing.
+
+The runners live in :mod:`.local_runners` (local, torchrun) and :mod:`.slurm_runner` on the
+interface of :mod:`.runner_base`; this module picks one by name, launches, resumes and follows
+runs, and re-exports the runner classes (``from headless.jobs.runners import SlurmRunner``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headless.jobs.runlog import (
-    ACTIVE_STATES,
-    LogTail,
-    effective_state,
-    read_status,
-    write_status,
-)
+from headless.jobs.local_runners import LocalRunner, TorchrunRunner
+from headless.jobs.runlog import ACTIVE_STATES, LogTail, effective_state, read_status
+from headless.jobs.runner_base import RunHandle, Runner, RunnerUnavailable
+from headless.jobs.slurm_runner import SlurmJob, SlurmRunner
 from headless.progress import Progress
 
-
-class RunnerUnavailable(ValueError):
-    """This runner cannot run here (no SLURM, no GPU, no torchrun); the message says why."""
-
-
-@dataclass
-class RunHandle:
-    """A started run: its folder, and the local process or SLURM job when there is one."""
-
-    run_dir: Path
-    runner: str
-    process: subprocess.Popen | None = None
-    job: Any = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def poll(self) -> str:
-        """The run's state now (reaps a finished local process so it is not a zombie)."""
-        if self.process is not None:
-            self.process.poll()
-        return effective_state(read_status(self.run_dir))
-
-    def wait(self, timeout: float | None = None, poll: float = 0.2) -> str:
-        """Block until the run ends (or ``timeout`` seconds); returns the state."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            state = self.ended()
-            if state is not None:
-                return state
-            if deadline is not None and time.monotonic() > deadline:
-                return self.poll()
-            time.sleep(poll)
-
-    def ended(self) -> str | None:
-        """The final state once the run is over (its process gone), else None."""
-        state = self.poll()
-        if self.process is not None and self.process.returncode is not None:
-            state = effective_state(read_status(self.run_dir))
-            # a process that exits without writing an end state was killed
-            return "dead" if state in ACTIVE_STATES else state
-        if self.process is None and state not in ACTIVE_STATES:
-            return state
-        return None
-
-
-def _worker_cmd(run_dir: Path, runner: str) -> list[str]:
-    return ["-m", "headless.jobs.worker", str(Path(run_dir).resolve()), "--runner", runner]
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    # the worker must import this very package, wherever the caller imported it from
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def _spawn(cmd: list[str], run_dir: Path) -> subprocess.Popen:
-    log = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=_child_env(), cwd=str(run_dir),
-        )
-    finally:
-        log.close()
-
-
-def _cuda_count() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
-        return 0
-
-
-def _check_device(spec: Any) -> None:
-    device = getattr(spec, "device", "auto")
-    if device.startswith("cuda"):
-        n = _cuda_count()
-        if n == 0:
-            raise RunnerUnavailable(
-                f"device {device!r} was asked for, but no CUDA GPU is available here "
-                "(use device: auto or cpu)"
-            )
-        if ":" in device and int(device.split(":")[1]) >= n:
-            raise RunnerUnavailable(
-                f"device {device!r} does not exist: this machine has {n} GPU(s)"
-            )
-
-
-class Runner:
-    name = "base"
-
-    def check(self, spec: Any) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def start(self, run_dir: Path, spec: Any) -> RunHandle:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class LocalRunner(Runner):
-    """One worker process on this machine (its GPU when there is one, else the CPU)."""
-
-    name = "local"
-
-    def check(self, spec: Any) -> None:
-        _check_device(spec)
-
-    def start(self, run_dir: Path, spec: Any) -> RunHandle:
-        write_status(run_dir, state="queued", runner=self.name, host=socket.gethostname(),
-                     cancel_requested=False)
-        proc = _spawn([sys.executable, *_worker_cmd(run_dir, self.name)], run_dir)
-        write_status(run_dir, pid=proc.pid, pgid=proc.pid)
-        return RunHandle(run_dir, self.name, process=proc)
-
-
-class TorchrunRunner(Runner):
-    """DDP on one node: ``torch.distributed.run --standalone --nproc_per_node N``."""
-
-    name = "torchrun"
-
-    def nproc(self, spec: Any) -> int:
-        requested = spec.torchrun.nproc_per_node
-        if spec.device == "cpu":
-            return requested or 1
-        return requested or _cuda_count()
-
-    def check(self, spec: Any) -> None:
-        if importlib.util.find_spec("torch") is None:
-            raise RunnerUnavailable("torchrun needs PyTorch, which is not installed")
-        if importlib.util.find_spec("torch.distributed.run") is None:
-            raise RunnerUnavailable(
-                "torchrun is missing: this PyTorch build has no torch.distributed.run"
-            )
-        import torch.distributed as dist
-
-        if not dist.is_available():
-            raise RunnerUnavailable("torchrun is unusable: this PyTorch build has no distributed")
-        if spec.device == "cpu":
-            return
-        n_gpu = _cuda_count()
-        if n_gpu == 0:
-            raise RunnerUnavailable(
-                "torchrun runs one process per GPU, and no CUDA GPU is available here; use "
-                "--runner local, or device: cpu with torchrun.nproc_per_node for CPU processes"
-            )
-        n = self.nproc(spec)
-        if n > n_gpu:
-            raise RunnerUnavailable(f"torchrun.nproc_per_node={n} but this node has {n_gpu} GPU(s)")
-
-    def start(self, run_dir: Path, spec: Any) -> RunHandle:
-        n = self.nproc(spec)
-        write_status(run_dir, state="queued", runner=self.name, host=socket.gethostname(),
-                     nproc=n, cancel_requested=False)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={n}", *_worker_cmd(run_dir, self.name)]
-        proc = _spawn(cmd, run_dir)
-        write_status(run_dir, pid=proc.pid, pgid=proc.pid)
-        return RunHandle(run_dir, self.name, process=proc)
-
-
-class SlurmJob:
-    """What submitit pickles and runs on the cluster; ``checkpoint()`` makes it requeueable."""
-
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = str(run_dir)
-
-    def __call__(self) -> str:
-        import submitit
-
-        from headless.jobs.worker import StopFlag, execute
-
-        env = submitit.JobEnvironment()
-        if env.num_tasks > 1:
-            submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
-        stop = StopFlag()
-        # submitit routes USR2 to checkpoint-and-requeue at once; we first let the training
-        # loop reach a step boundary and save, then hand the signal back to submitit
-        previous = stop.install((signal.SIGUSR2, signal.SIGTERM))
-        state = execute(self.run_dir, runner="slurm", stop=stop,
-                        extra_status={"slurm_job_id": str(env.job_id)})
-        handler = previous.get(signal.SIGUSR2)
-        if stop.signum == signal.SIGUSR2 and callable(handler):
-            handler(signal.SIGUSR2, None)  # checkpoint() -> requeue -> exit
-        return state
-
-    def checkpoint(self) -> Any:
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(SlurmJob(self.run_dir))
-
-
-class SlurmRunner(Runner):
-    """A SLURM job through submitit, requeued on time-out or pre-emption."""
-
-    name = "slurm"
-
-    def __init__(self, cluster: str | None = None) -> None:
-        # cluster="local" runs submitit's local executor: the same pickling, signals and
-        # checkpoint path without a cluster (tests)
-        self.cluster = cluster
-
-    def check(self, spec: Any) -> None:
-        if importlib.util.find_spec("submitit") is None:
-            raise RunnerUnavailable(
-                "the slurm runner needs submitit, which is not installed: "
-                "pip install submitit (or napari-dinoseg[cluster])"
-            )
-        if self.cluster is None and shutil.which("sbatch") is None:
-            raise RunnerUnavailable(
-                "SLURM is not available here: sbatch was not found on PATH. Run this from a "
-                "cluster login node, or use --runner local"
-            )
-
-    def executor(self, run_dir: Path, spec: Any) -> Any:
-        import submitit
-
-        cfg = spec.slurm
-        executor = submitit.AutoExecutor(
-            folder=str(run_dir / "slurm"), cluster=self.cluster,
-            slurm_max_num_timeout=cfg.max_requeue,
-        )
-        params: dict[str, Any] = dict(
-            name=f"dinoseg-{run_dir.name}", timeout_min=cfg.time_min, nodes=1,
-            tasks_per_node=max(1, cfg.gpus_per_node), cpus_per_task=cfg.cpus_per_task,
-        )
-        if executor.cluster == "slurm":
-            params.update(gpus_per_node=cfg.gpus_per_node, slurm_signal_delay_s=120)
-            for key in ("partition", "account", "qos", "constraint"):
-                if getattr(cfg, key):
-                    params[f"slurm_{key}"] = getattr(cfg, key)
-            if cfg.mem_gb:
-                params["mem_gb"] = cfg.mem_gb
-        executor.update_parameters(**params)
-        return executor
-
-    def start(self, run_dir: Path, spec: Any) -> RunHandle:
-        write_status(run_dir, state="queued", runner=self.name, cancel_requested=False)
-        job = self.executor(run_dir, spec).submit(SlurmJob(str(run_dir)))
-        write_status(run_dir, slurm_job_id=str(job.job_id))
-        return RunHandle(run_dir, self.name, job=job, info={"slurm_job_id": str(job.job_id)})
+__all__ = [
+    "RUNNERS",
+    "LocalRunner",
+    "RunHandle",
+    "Runner",
+    "RunnerUnavailable",
+    "SlurmJob",
+    "SlurmRunner",
+    "TorchrunRunner",
+    "available_runners",
+    "follow",
+    "get_runner",
+    "launch",
+    "resolve_spec_paths",
+    "resume",
+]
 
 
 RUNNERS: dict[str, Callable[[], Runner]] = {

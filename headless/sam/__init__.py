@@ -3,8 +3,9 @@
 Built on Meta's ``segment-anything`` package (its real model classes, predictor and automatic
 mask generator). What this package adds around it, one module each:
 
-- :mod:`.weights`: a registry of the official ViT-B/L/H checkpoints (URL, file name,
-  architecture) plus a tiny test architecture, loaded from the cache folder or a local file
+- :mod:`.specs`: a registry of the official ViT-B/L/H checkpoints (URL, file name,
+  architecture) plus a tiny test architecture;
+- :mod:`.weights`: those checkpoints loaded from the cache folder or a local file
   **without executing pickled code** (``torch.load(weights_only=True)`` or safetensors);
 - :mod:`.model`: :class:`SamModel`, a loaded SAM whose image embedding is computed once per
   image *content* (memory LRU + optional :class:`~headless.store.ProjectStore` cache), so
@@ -43,15 +44,12 @@ from headless.sam.masks import (
     masks_to_boxes,
 )
 from headless.sam.model import EMBEDDING_CACHE_KIND, Embedding, SamModel, to_uint8_rgb
+from headless.sam.specs import SAM_MODELS, SamSpec, get_spec, list_sam_models
 from headless.sam.weights import (
-    SAM_MODELS,
     CheckpointError,
-    SamSpec,
     SamWeightsError,
     build_sam_model,
     download_weights,
-    get_spec,
-    list_sam_models,
     load_sam,
     official_weights_path,
     read_state_dict,

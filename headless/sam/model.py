@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from headless.sam.weights import SamSpec
+    from headless.sam.specs import SamSpec
     from headless.store import ProjectStore
 
 EMBEDDING_CACHE_KIND = "sam-embedding"

@@ -107,7 +107,8 @@ def worker(spec: dict) -> dict:
 
     from headless.features.backbones import load_backbone
     from headless.features.dense import dense_features
-    from headless.features.highres import hr_linear, patch_tokens
+    from headless.features.highres.linear import hr_linear
+    from headless.features.highres.stride import patch_tokens
     from headless.progress import run
 
     size, name = spec["size"], spec["method"]
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from headless.features.highres import estimate_memory
+    from headless.features.highres.memory import estimate_memory
 
     print(f"# bench_highres: {ARCH} with RANDOM weights (no hub access; cost does not depend on "
           f"weights); CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -57,8 +57,8 @@ def loader_epoch(spec, attention, threads: int) -> float:
 def bench_loading(root: Path, size: int, workers: int, repeats: int, threads: int) -> None:
     from headless.jobs.spec import build_spec
     from headless.progress import run
-    from headless.train.attention_maps import compute_attention_maps
-    from headless.train.classifier import _AttentionLookup
+    from headless.train.attention_maps.compute import compute_attention_maps
+    from headless.train.classifier.attention_lookup import AttentionLookup
     from headless.train.data import plan_data
 
     base = {"data": {"root": str(root), "image_size": size, "batch_size": 16,
@@ -75,7 +75,7 @@ def bench_loading(root: Path, size: int, workers: int, repeats: int, threads: in
     run(compute_attention_maps("test_dinov2_tiny14_reg", paths, size=size, weights="random",
                                device="cpu"))
     t_cached = time.perf_counter() - t
-    lookup = _AttentionLookup(store, paths)
+    lookup = AttentionLookup(store, paths)
     loader_epoch(rrc, None, threads)  # warm-up: file cache, imports
     loader_epoch(att, lookup, threads)
     times = {"random_resized": [], "attention": []}

@@ -9,21 +9,19 @@ import torch.nn.functional as F
 
 from headless.features import transforms as T
 from headless.features.forward import extract, pad_to_patch, preprocess
-from headless.features.highres import (
-    HRConfig,
+from headless.features.highres.average import average_over_transforms
+from headless.features.highres.config import HRConfig
+from headless.features.highres.driver import hr_features
+from headless.features.highres.linear import hr_linear
+from headless.features.highres.memory import (
     MemoryLimitError,
-    average_over_transforms,
     estimate_memory,
-    hr_features,
-    hr_linear,
-    hr_sample,
     parse_bytes,
-    patch_stride,
-    patch_tokens,
     plan_chunk,
-    resize_taps,
-    stride_grid,
 )
+from headless.features.highres.sample import hr_sample
+from headless.features.highres.stride import patch_stride, patch_tokens, stride_grid
+from headless.features.highres.taps import resize_taps
 from headless.progress import Progress, run
 
 P = 7
@@ -136,12 +134,12 @@ def test_engine_equals_reference_loop(hw, upsample, kind):
 
 
 def test_bilinear_without_column_pre_interpolation_is_the_same(monkeypatch):
-    import headless.features.highres as hrmod
+    import headless.features.highres.average as hr_average
 
     x = _image(30, 23, seed=8)
     ts = T.hr_transforms(4, 1, flips=True)
     ref = reference_average(x, pool_features, ts, P, "bilinear")
-    monkeypatch.setattr(hrmod, "WIDEN_BYTES", 0)  # 4 taps per pixel instead of 2
+    monkeypatch.setattr(hr_average, "WIDEN_BYTES", 0)  # 4 taps per pixel instead of 2
     torch.testing.assert_close(_hr(x, ts, upsample="bilinear"), ref, atol=1e-5, rtol=0)
 
 
@@ -392,3 +390,23 @@ def test_hr_size_gives_original_resolution_and_progress(backbone):
     assert out.shape == (90, 130, backbone.spec.embed_dim)
     assert all(isinstance(i, Progress) for i in items)
     assert items[-1].done == items[-1].total == 5
+
+
+# ----------------------------------------------------------------------------- package surface
+
+
+def test_package_re_exports_every_public_name_callers_use():
+    """``from headless.features.highres import X`` keeps working after the split into modules."""
+    import headless.features as features
+    import headless.features.highres as hr
+    from headless.features.highres import driver, linear, memory, sample
+
+    used = ("HRConfig", "MemoryLimitError", "average_over_transforms", "estimate_memory",
+            "hr_features", "hr_linear", "hr_sample", "hr_sample_gen", "parse_bytes",
+            "patch_stride", "patch_tokens", "plan_chunk", "resize_taps", "run_hr", "stride_grid")
+    assert set(used) <= set(hr.__all__)
+    for name in hr.__all__:
+        assert getattr(hr, name) is not None, name
+    assert hr.hr_linear is linear.hr_linear and hr.hr_sample_gen is sample.hr_sample_gen
+    assert hr.run_hr is driver.run_hr and hr.MemoryLimitError is memory.MemoryLimitError
+    assert features.hr_features is driver.hr_features and features.HRConfig is hr.HRConfig

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from headless.jobs import runners, runs
+from headless.jobs import local_runners, runners, runs, slurm_runner
 from headless.jobs.runlog import (
     Curves,
     LogTail,
@@ -211,30 +211,30 @@ def test_cancel_without_a_process_marks_cancelled(tmp_path):
 
 def test_slurm_without_sbatch_or_submitit_is_refused_clearly(monkeypatch):
     spec = build_spec({})
-    monkeypatch.setattr(runners.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm_runner.shutil, "which", lambda name: None)
     with pytest.raises(runners.RunnerUnavailable, match="sbatch was not found on PATH"):
         runners.SlurmRunner().check(spec)
-    real = runners.importlib.util.find_spec
-    monkeypatch.setattr(runners.importlib.util, "find_spec",
+    real = slurm_runner.importlib.util.find_spec
+    monkeypatch.setattr(slurm_runner.importlib.util, "find_spec",
                         lambda name: None if name == "submitit" else real(name))
     with pytest.raises(runners.RunnerUnavailable, match="pip install submitit"):
         runners.SlurmRunner().check(spec)
 
 
 def test_torchrun_and_cuda_without_gpu_are_refused_clearly(monkeypatch):
-    monkeypatch.setattr(runners, "_cuda_count", lambda: 0)
+    monkeypatch.setattr(local_runners, "_cuda_count", lambda: 0)
     with pytest.raises(runners.RunnerUnavailable, match="no CUDA GPU is available here"):
         runners.TorchrunRunner().check(build_spec({}))
     runners.TorchrunRunner().check(build_spec({}, ["device=cpu"]))  # gloo on CPU is fine
     with pytest.raises(runners.RunnerUnavailable, match="no CUDA GPU"):
         runners.LocalRunner().check(build_spec({}, ["device=cuda"]))
-    monkeypatch.setattr(runners, "_cuda_count", lambda: 2)
+    monkeypatch.setattr(local_runners, "_cuda_count", lambda: 2)
     with pytest.raises(runners.RunnerUnavailable, match="nproc_per_node=4 but this node has 2"):
         runners.TorchrunRunner().check(build_spec({}, ["torchrun.nproc_per_node=4"]))
     with pytest.raises(runners.RunnerUnavailable, match="cuda:3.*has 2 GPU"):
         runners.LocalRunner().check(build_spec({}, ["device=cuda:3"]))
-    real = runners.importlib.util.find_spec
-    monkeypatch.setattr(runners.importlib.util, "find_spec",
+    real = local_runners.importlib.util.find_spec
+    monkeypatch.setattr(local_runners.importlib.util, "find_spec",
                         lambda name: None if name == "torch.distributed.run" else real(name))
     with pytest.raises(runners.RunnerUnavailable, match="torchrun is missing"):
         runners.TorchrunRunner().check(build_spec({}))
@@ -243,7 +243,7 @@ def test_torchrun_and_cuda_without_gpu_are_refused_clearly(monkeypatch):
 def test_unknown_runner_and_availability_table(monkeypatch):
     with pytest.raises(runners.RunnerUnavailable, match="unknown runner 'k8s'"):
         runners.get_runner("k8s")
-    monkeypatch.setattr(runners.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm_runner.shutil, "which", lambda name: None)
     table = runners.available_runners(build_spec({}, ["device=cpu"]))
     assert table["local"] is None and table["torchrun"] is None
     assert "sbatch" in table["slurm"]

@@ -137,3 +137,18 @@ def test_save_spec_is_the_cli_twin(widget, tmp_path):
 
     path = widget.save_spec(tmp_path / "train.yaml")
     assert load_spec(path) == widget.build_spec()
+
+
+def test_the_form_is_the_controllers_plain_values(widget, make_napari_viewer, dataset, tmp_path):
+    from napari_dinoseg._widgets.train.controller import TrainForm, spec_dict
+    from napari_dinoseg._widgets.train.panel import TrainWidget
+
+    # the fixture's settings, typed as plain values: the same spec as the panel's
+    plain = TrainForm(data_root=str(dataset), boxes=str(dataset / "boxes.json"),
+                      model="test_resnet_tiny", image_size=24, batch_size=4, num_workers=0,
+                      num_epochs=2, log_interval=1, lr=0.05, augment=False, device="cpu",
+                      crop="localized", crop_thr=0.8)
+    assert widget.form() == plain
+    assert widget.spec_dict() == spec_dict(plain)
+    # an untouched panel and the controller agree on every default
+    assert TrainWidget(make_napari_viewer()).spec_dict() == spec_dict(TrainForm())

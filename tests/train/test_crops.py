@@ -653,7 +653,7 @@ def test_pack_names_missing_maps_or_leaves_gaps(tmp_path):
 def test_compute_attention_maps_with_a_real_tiny_vit(tmp_path):
     from headless.features.backbones import load_backbone
     from headless.features.forward import extract
-    from headless.train.attention_maps import _load_resized
+    from headless.train.attention_maps.compute import _load_resized
 
     bb = load_backbone("test_dino_tiny16", weights="random")
     paths = _write_images(tmp_path / "imgs")[2:5]

@@ -13,12 +13,15 @@ import pytest
 import torch
 
 from headless.boxes import Box, BoxSet, write_coco
-from headless.jobs.runlog import LogTail, read_log, read_status
+from headless.jobs.runlog import LogTail, RunLog, read_log, read_status
 from headless.jobs.runners import launch, resolve_spec_paths
 from headless.jobs.runs import new_run_dir
 from headless.jobs.spec import build_spec, lr_at
 from headless.jobs.worker import execute
 from headless.train import classifier
+from headless.train.classifier.attention_lookup import attention_lookup
+from headless.train.classifier.job import preflight
+from headless.train.classifier.runtime import DistInfo
 from headless.train.data import (
     ClassifierDataset,
     DatasetError,
@@ -26,7 +29,6 @@ from headless.train.data import (
     make_split,
     match_boxes,
     plan_data,
-    preflight,
     read_box_table,
     scan_image_folder,
     train_transform,
@@ -370,8 +372,8 @@ def test_attention_crop_job_reads_cached_maps(shapes, tmp_path):
     stages = [r for r in read_log(run_dir) if r["kind"] == "stage"]
     assert stages[-1]["done"] == stages[-1]["total"] == 27  # every training image, once
     # a second run finds every map in the cache: nothing to compute
-    lookup = classifier._attention_lookup(spec, plan_data(spec).split.train, torch.device("cpu"),
-                                          classifier.DistInfo(), classifier.RunLog(tmp_path))
+    lookup = attention_lookup(spec, plan_data(spec).split.train, torch.device("cpu"),
+                              DistInfo(), RunLog(tmp_path))
     assert [r for r in read_log(tmp_path) if r["kind"] == "stage"][-1]["total"] == 0
     assert len(lookup.maps) == 27 and all(m is not None for m in lookup.maps.values())
     ds = ClassifierDataset(plan_data(spec).split.train, None, attention=lookup)

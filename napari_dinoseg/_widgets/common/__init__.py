@@ -1,3 +1,3 @@
-"""What every dock repeats: short layer names and their metadata, starting workers and
-reporting their errors, and the Qt field builders (backbone / weights / device, spin boxes).
+"""What every dock repeats: layer conversions and picking (image combos kept in sync), model
+caches, workers with busy state and error line, notices, and the Qt field builders.
 """

@@ -25,7 +25,8 @@ class ModelFields:
     """Name / weights / device widgets for one model, added to a form by :meth:`add_rows`.
 
     ``weights`` is an editable combo ('official', 'random', or any typed or browsed path);
-    ``weights_edit`` is its line edit, for code that sets text directly.
+    ``weights_edit`` is its line edit, for code that sets text directly. ``devices`` narrows
+    the device choices for a dock that offers fewer (its default stays ``device``).
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class ModelFields:
         weights_tip: str = WEIGHTS_TIP,
         device: str = "auto",
         title: str = "Checkpoint",
+        devices: Sequence[str] = DEVICES,
     ) -> None:
         self._parent = parent
         self._title = title
@@ -59,7 +61,7 @@ class ModelFields:
         self.weights_row.addWidget(self.weights, 1)
         self.weights_row.addWidget(self.browse_button)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo.addItems(list(devices))
         self.device_combo.setCurrentText(device)
 
     def add_rows(self, form: QFormLayout, name_label: str = "backbone",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
+
+# plain-Python model caching lives in .models (the controllers need it without Qt)
+from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
+
+__all__ = ["CHECKPOINT_FILTER", "ModelCache", "browse_checkpoint", "float_spin", "hrow",
+           "int_spin", "load_backbone_for_dock"]
 
 
 def float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2
@@ -39,25 +43,14 @@ def browse_checkpoint(parent: Any, title: str = "Checkpoint") -> str | None:
     return path or None
 
 
-class ModelCache:
-    """Models a dock has loaded, once per ``(name, weights, device)``; safe to use from workers.
+def hrow(*items: Any) -> Any:
+    """A margin-less row widget of ``items`` (a widget, or ``(widget, stretch)``), for forms."""
+    from qtpy.QtWidgets import QHBoxLayout, QWidget
 
-    ``loader(name, weights, device)`` builds a model (e.g. ``load_backbone``, ``load_sam``).
-    """
-
-    def __init__(self, loader: Callable[[str, str, str], Any]) -> None:
-        self._loader = loader
-        self._items: dict[tuple[str, str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, str]) -> Any:
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = self._loader(*key)
-            return self._items[key]
-
-
-def load_backbone_for_dock(name: str, weights: str, device: str) -> Any:
-    from headless.features.backbones import load_backbone
-
-    return load_backbone(name, weights, device=device)
+    row = QWidget()
+    lay = QHBoxLayout(row)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for item in items:
+        widget, stretch = item if isinstance(item, tuple) else (item, 0)
+        lay.addWidget(widget, stretch)
+    return row

@@ -1,4 +1,9 @@
-"""The features dock: pick a backbone and weights, compute attention / mask / PCA layers."""
+"""The features dock: pick a backbone and weights, compute attention / mask / PCA layers.
+
+The shared pieces come from :mod:`..common`: the model fields (:class:`~.fields.ModelFields`),
+the image combo (:class:`~.layer_picking.ImageLayerPicker`) and the worker with its busy state
+and error line (:class:`~.workers.WorkerSlot`).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,16 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_dinoseg._widgets.common.qt_helpers import (
-    ModelCache,
-    browse_checkpoint,
-    load_backbone_for_dock,
-)
+from napari_dinoseg._widgets.common.fields import ModelFields
+from napari_dinoseg._widgets.common.layer_picking import ImageLayerPicker
+from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
+from napari_dinoseg._widgets.common.workers import WorkerSlot
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -40,28 +43,22 @@ class FeaturesWidget(QWidget):
 
         self.viewer = napari_viewer
         self._backbones = ModelCache(load_backbone_for_dock)
-        self._worker: Any = None
+        self._jobs = WorkerSlot(on_busy=lambda busy: self.run_button.setEnabled(not busy),
+                                on_status=lambda text: self.status.setText(text))
 
-        self.image_combo = QComboBox()
-        self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(list_backbones())
-        self.backbone_combo.setCurrentText("dinov2_vits14")
-        self.weights_edit = QLineEdit("official")
-        self.weights_edit.setToolTip(
-            "'official' (cache / download), 'random' (untrained) or a checkpoint file")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse_weights)
-        weights_row = QHBoxLayout()
-        weights_row.addWidget(self.weights_edit)
-        weights_row.addWidget(browse)
+        self.images = ImageLayerPicker(self.viewer)
+        self.image_combo = self.images.combo
+        self.model_fields = ModelFields(
+            self, list_backbones(), "dinov2_vits14", devices=DEVICES,
+            weights_tip="'official' (cache / download), 'random' (untrained) or a checkpoint file")
+        self.backbone_combo = self.model_fields.name_combo
+        self.weights_edit = self.model_fields.weights_edit
+        self.device_combo = self.model_fields.device_combo
         self.size_spin = QSpinBox()
         self.size_spin.setRange(0, 4096)
         self.size_spin.setSingleStep(14)
         self.size_spin.setSpecialValueText("native")
         self.size_spin.setToolTip("resize so the longer side is this many pixels (0 = native)")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
         self.keep_spin = QDoubleSpinBox()
         self.keep_spin.setRange(0.05, 1.0)
         self.keep_spin.setSingleStep(0.05)
@@ -81,8 +78,7 @@ class FeaturesWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
-        form.addRow("backbone", self.backbone_combo)
-        form.addRow("weights", weights_row)
+        self.model_fields.add_rows(form, device=False)
         form.addRow("input size", self.size_spin)
         form.addRow("device", self.device_combo)
         form.addRow("attention kept", self.keep_spin)
@@ -99,34 +95,16 @@ class FeaturesWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._refresh_images()
-
     # -- helpers ------------------------------------------------------------------------------
+    @property
+    def _worker(self) -> Any:
+        return self._jobs.worker
+
     def _refresh_images(self, event: Any = None) -> None:
-        from napari.layers import Image
-
-        current = self.image_combo.currentText()
-        names = [
-            ly.name for ly in self.viewer.layers
-            if isinstance(ly, Image) and not ly.metadata.get("dinoseg_output")
-        ]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-
-    def _browse_weights(self) -> None:
-        path = browse_checkpoint(self)
-        if path:
-            self.weights_edit.setText(path)
+        self.images.refresh()
 
     def backbone_key(self) -> tuple[str, str, str]:
-        return (self.backbone_combo.currentText(), self.weights_edit.text().strip() or "official",
-                self.device_combo.currentText())
+        return self.model_fields.key()
 
     def backbone(self, key: tuple[str, str, str] | None = None) -> Any:
         """The chosen backbone, loaded once per (name, weights, device) for this dock."""
@@ -138,13 +116,14 @@ class FeaturesWidget(QWidget):
         from napari.utils.notifications import show_error
 
         from napari_dinoseg._widgets.common.layers import current_slice, slice_label
-        from napari_dinoseg._widgets.common.workers import start
 
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            show_error("Open an image first (File > Open, or File > Open Sample > DINO seg).")
+        try:
+            layer = self.images.layer(
+                "Open an image first (File > Open, or File > Open Sample > DINO seg).")
+        except ValueError as exc:
+            show_error(str(exc))
             return
-        layer = self.viewer.layers[name]
+        name = layer.name
         image = current_slice(layer, self.viewer)
         label = slice_label(layer, self.viewer)
         opts = {
@@ -158,7 +137,6 @@ class FeaturesWidget(QWidget):
         if opts["mode"] == "patch":
             opts["dense_options"] = None
         key = self.backbone_key()
-        self.run_button.setEnabled(False)
         self.status.setText("computing…")
 
         def compute():
@@ -172,11 +150,7 @@ class FeaturesWidget(QWidget):
             views, bb = result
             self.add_layers(layer, views, f"{bb}{label}")
 
-        def failed(exc: BaseException) -> None:
-            self.status.setText(f"error: {exc}")
-
-        self._worker = start(compute(), show, f"DINO features of {name}", on_error=failed,
-                             on_finish=lambda: self.run_button.setEnabled(True))
+        self._jobs.start(compute(), show, f"DINO features of {name}")
 
     def add_layers(self, image_layer: Any, views: Any, tag: str) -> None:
         """Add or refresh the output layers, laid exactly over ``image_layer``."""

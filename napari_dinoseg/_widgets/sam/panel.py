@@ -4,6 +4,8 @@ Every action runs the engine's generators (:mod:`headless.sam`) in a worker with
 progress bar (``DINOSEG_SYNC=1`` runs them inline, for tests); failures become notifications.
 Outputs are always *new* layers (napari numbers repeated names), so re-running never
 overwrites a layer the user has edited; "boxes from masks" appends to a chosen boxes layer.
+This module is the Qt side (fields, layer combos, output layers); the models, the jobs and the
+layer metadata are in :mod:`.controller`.
 """
 
 from __future__ import annotations
@@ -16,41 +18,45 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_dinoseg._widgets.common.qt_helpers import (
-    ModelCache,
-    browse_checkpoint,
-    float_spin,
-    int_spin,
-    load_backbone_for_dock,
+from napari_dinoseg._widgets.common.fields import ModelFields
+from napari_dinoseg._widgets.common.layer_picking import (
+    ImageLayerPicker,
+    fill_combo,
+    source_path,
+    watch_layers,
+)
+from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
+from napari_dinoseg._widgets.common.workers import WorkerSlot
+from napari_dinoseg._widgets.sam.controller import (
+    META_KEY,
+    NEW_LAYER,
+    SamController,
+    appended_features,
+    auto_params,
+    chosen_metadata,
+    image_hw,
+    label_scores,
+    mask_features,
+    masks_metadata,
+    model_key,
+    params_dict,
+    to_image_pixels,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
+__all__ = ["DEVICES", "META_KEY", "NEW_LAYER", "SamWidget", "mask_features"]
+
 DEVICES = ("auto", "cpu", "cuda")
-NEW_LAYER = "(new layer)"
-META_KEY = "dinoseg_sam"
-
-
-def mask_features(ms: Any) -> dict[str, Any]:
-    """Labels-layer features of a MaskSet: one row per label value, row 0 = background."""
-    t = ms.table()
-    nan = np.array([np.nan])
-    return {
-        "index": np.concatenate([[0], t["label"]]).astype(np.int64),
-        "predicted_iou": np.concatenate([nan, t["predicted_iou"]]),
-        "stability_score": np.concatenate([nan, t["stability_score"]]),
-        "area": np.concatenate([[0], t["area"]]).astype(np.int64),
-        "class": ["background", *ms.classes],
-    }
+SAM_WEIGHTS_TIP = ("'official' (cache folder, downloaded when online), 'random' (untrained) or "
+                   "a checkpoint file")
 
 
 class SamWidget(QWidget):
@@ -62,37 +68,26 @@ class SamWidget(QWidget):
         from headless.sam import AutoMaskParams, list_sam_models
 
         self.viewer = napari_viewer
-        self._models = ModelCache(_load_sam)
-        self._backbones = ModelCache(load_backbone_for_dock)
-        self._worker: Any = None
-        self.last_result: Any = None  # last MaskSet / list of boxes / MaskChoice (for scripts)
+        self.controller = SamController()
+        self._jobs = WorkerSlot(on_busy=self._set_busy, on_status=self._say)
         d = AutoMaskParams()
 
         # -- model ---------------------------------------------------------------------------
-        self.image_combo = QComboBox()
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(list_sam_models(include_test=True))
-        self.model_combo.setCurrentText("vit_b")
-        self.model_combo.setToolTip("vit_b / vit_l / vit_h: Meta's checkpoints; test_sam_tiny: "
-                                    "a tiny architecture for tests")
-        self.weights_edit = QLineEdit("official")
-        self.weights_edit.setToolTip("'official' (cache folder, downloaded when online), "
-                                     "'random' (untrained) or a checkpoint file")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse_weights)
-        weights_row = QHBoxLayout()
-        weights_row.addWidget(self.weights_edit)
-        weights_row.addWidget(browse)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.images = ImageLayerPicker(self.viewer, watch=False)  # see _refresh_layers
+        self.image_combo = self.images.combo
+        self.sam_fields = ModelFields(
+            self, list_sam_models(include_test=True), "vit_b", devices=DEVICES,
+            title="SAM checkpoint", weights_tip=SAM_WEIGHTS_TIP,
+            name_tip="vit_b / vit_l / vit_h: Meta's checkpoints; test_sam_tiny: a tiny "
+                     "architecture for tests")
+        self.model_combo = self.sam_fields.name_combo
+        self.weights_edit = self.sam_fields.weights_edit
+        self.device_combo = self.sam_fields.device_combo
         self.cache_check = QCheckBox("cache embeddings in the image's project folder")
         self.cache_check.setChecked(True)
         form = QFormLayout()
         form.addRow("image", self.image_combo)
-        form.addRow("SAM model", self.model_combo)
-        form.addRow("weights", weights_row)
-        form.addRow("device", self.device_combo)
+        self.sam_fields.add_rows(form, "SAM model")
         form.addRow("", self.cache_check)
 
         # -- automatic -----------------------------------------------------------------------
@@ -144,10 +139,9 @@ class SamWidget(QWidget):
         # -- one mask per image --------------------------------------------------------------
         one = QGroupBox("One mask per image (pseudo ground truth)")
         of = QFormLayout(one)
-        self.backbone_combo = QComboBox()
-        self.backbone_combo.addItems(list_backbones())
-        self.backbone_combo.setCurrentText("dino_vits16")
-        self.bb_weights_edit = QLineEdit("official")
+        self.bb_fields = ModelFields(self, list_backbones(), "dino_vits16", devices=DEVICES)
+        self.backbone_combo = self.bb_fields.name_combo
+        self.bb_weights_edit = self.bb_fields.weights_edit
         self.keep_spin = float_spin(0.05, 1.0, 0.05, 0.6)
         self.keep_spin.setToolTip("attention mass kept by DINO's threshold")
         self.choose_button = QPushButton("Choose mask by DINO attention")
@@ -156,8 +150,7 @@ class SamWidget(QWidget):
             "attention; ties: highest mean attention inside"
         )
         self.choose_button.clicked.connect(self.choose_by_attention)
-        of.addRow("DINO backbone", self.backbone_combo)
-        of.addRow("its weights", self.bb_weights_edit)
+        self.bb_fields.add_rows(of, "DINO backbone", "its weights", device=False)
         of.addRow("attention kept", self.keep_spin)
         of.addRow(self.choose_button)
 
@@ -173,74 +166,59 @@ class SamWidget(QWidget):
 
         self._buttons = (self.auto_button, self.masks_button, self.boxes_button,
                          self.choose_button)
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
+        self._watch = watch_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
-    # -- layer lists --------------------------------------------------------------------------
-    def _refresh_layers(self, event: Any = None) -> None:
-        from napari.layers import Image, Labels, Shapes
+    # -- state the tests and scripts read ----------------------------------------------------
+    @property
+    def last_result(self) -> Any:
+        """The last MaskSet / list of boxes / MaskChoice."""
+        return self.controller.last_result
 
-        def fill(combo: QComboBox, names: list[str], prefer_last: bool = False) -> None:
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif prefer_last and names:
-                combo.setCurrentIndex(len(names) - 1)
-            combo.blockSignals(False)
+    @last_result.setter
+    def last_result(self, value: Any) -> None:
+        self.controller.last_result = value
+
+    @property
+    def _worker(self) -> Any:
+        return self._jobs.worker
+
+    # -- layer lists --------------------------------------------------------------------------
+    def _refresh_layers(self, renamed: dict[str, str] | None = None) -> None:
+        from napari.layers import Labels, Shapes
 
         layers = list(self.viewer.layers)
-        fill(self.image_combo, [ly.name for ly in layers if isinstance(ly, Image)
-                                and not ly.metadata.get("dinoseg_output")])
+        self.images.refresh(renamed)
         shapes = [ly.name for ly in layers if isinstance(ly, Shapes)]
-        fill(self.shapes_combo, shapes, prefer_last=True)
-        fill(self.labels_combo, [ly.name for ly in layers if isinstance(ly, Labels)],
-             prefer_last=True)
-        fill(self.target_combo, [NEW_LAYER, *shapes])
-
-    def _browse_weights(self) -> None:
-        path = browse_checkpoint(self, "SAM checkpoint")
-        if path:
-            self.weights_edit.setText(path)
+        fill_combo(self.shapes_combo, shapes, prefer_last=True, renamed=renamed)
+        fill_combo(self.labels_combo, [ly.name for ly in layers if isinstance(ly, Labels)],
+                   prefer_last=True, renamed=renamed)
+        fill_combo(self.target_combo, [NEW_LAYER, *shapes], renamed=renamed)
 
     def model_key(self) -> tuple[str, str, str]:
-        return (self.model_combo.currentText(), self.weights_edit.text().strip() or "official",
-                self.device_combo.currentText())
+        return self.sam_fields.key()
+
+    def backbone_key(self) -> tuple[str, str, str]:
+        """The DINO backbone's key; it runs on the SAM model's device."""
+        name, weights, _ = self.bb_fields.key()
+        return model_key(name, weights, self.device_combo.currentText())
 
     def sam_model(self, key: tuple[str, str, str] | None = None) -> Any:
         """The chosen SAM, loaded once per (model, weights, device) for this dock."""
-        return self._models.get(key or self.model_key())
+        return self.controller.sam_model(key or self.model_key())
 
     def auto_params(self) -> Any:
-        from headless.sam import AutoMaskParams
-
-        return AutoMaskParams(
-            points_per_side=self.points_spin.value(), points_per_batch=self.batch_spin.value(),
-            pred_iou_thresh=self.iou_spin.value(),
-            stability_score_thresh=self.stab_spin.value(),
-            box_nms_thresh=self.nms_spin.value(), crop_n_layers=self.crops_spin.value(),
-            min_mask_region_area=self.area_spin.value(),
-        )
+        return auto_params(
+            self.points_spin.value(), self.batch_spin.value(), self.iou_spin.value(),
+            self.stab_spin.value(), self.nms_spin.value(), self.crops_spin.value(),
+            self.area_spin.value())
 
     def _image_layer(self) -> Any:
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            raise ValueError("Open an image first (File > Open, or File > Open Sample).")
-        return self.viewer.layers[name]
+        return self.images.layer("Open an image first (File > Open, or File > Open Sample).")
 
     def _store(self, layer: Any) -> Any:
         """The project folder next to the image file, for the embedding cache (or None)."""
-        from pathlib import Path
-
-        from headless.store import ProjectStore
-
-        path = getattr(getattr(layer, "source", None), "path", None)
-        if not self.cache_check.isChecked() or not path or not Path(path).is_file():
-            return None
-        return ProjectStore.for_image(path)
+        return self.controller.store_for(source_path(layer), self.cache_check.isChecked())
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
@@ -251,21 +229,13 @@ class SamWidget(QWidget):
         self._say(f"error: {message}")
         show_error(message)
 
-    def _run(self, gen: Any, on_result: Any, description: str) -> None:
-        from napari_dinoseg._widgets.common.workers import start
-
+    def _set_busy(self, busy: bool) -> None:
         for b in self._buttons:
-            b.setEnabled(False)
+            b.setEnabled(not busy)
+
+    def _run(self, gen: Any, on_result: Any, description: str) -> None:
         self._say(f"{description}…")
-
-        def finished() -> None:
-            for b in self._buttons:
-                b.setEnabled(True)
-
-        def failed(exc: BaseException) -> None:
-            self._say(f"error: {exc}")
-
-        self._worker = start(gen, on_result, description, on_error=failed, on_finish=finished)
+        self._jobs.start(gen, on_result, description)
 
     # -- actions ------------------------------------------------------------------------------
     def automatic(self) -> None:
@@ -282,21 +252,13 @@ class SamWidget(QWidget):
             return
         key, store, tag = self.model_key(), self._store(layer), slice_label(layer, self.viewer)
 
-        def compute():
-            from headless.progress import Progress
-            from headless.sam import automatic_masks
-
-            yield Progress(0, 1, f"loading SAM {key[0]}")
-            sam = self.sam_model(key)
-            ms = yield from automatic_masks(sam, image, params, store)
-            return ms, sam
-
         def show(result: Any) -> None:
             ms, sam = result
             self._add_masks(layer, ms, sam, f"{layer.name}{tag} SAM masks",
-                            {"params": _asdict(params)})
+                            {"params": params_dict(params)})
 
-        self._run(compute(), show, f"SAM automatic masks of {layer.name}")
+        self._run(self.controller.automatic_job(key, image, params, store), show,
+                  f"SAM automatic masks of {layer.name}")
 
     def masks_from_boxes(self) -> None:
         """One SAM mask per rectangle of the chosen Shapes layer -> a Labels layer."""
@@ -312,7 +274,7 @@ class SamWidget(QWidget):
             if shapes.ndim != 2:
                 raise ValueError(f"'{name}' is a {shapes.ndim}D Shapes layer; masks from boxes "
                                  "needs the 2D boxes of one image")
-            boxes = _to_image_pixels(layer_to_boxes(shapes), shapes, layer)
+            boxes = to_image_pixels(layer_to_boxes(shapes), shapes, layer)
             image = current_slice(layer, self.viewer)
         except ValueError as exc:
             self._error(str(exc))
@@ -321,15 +283,6 @@ class SamWidget(QWidget):
             self._error(f"'{name}' holds no boxes: draw rectangles, or compute boxes first.")
             return
         key, store, tag = self.model_key(), self._store(layer), slice_label(layer, self.viewer)
-
-        def compute():
-            from headless.progress import Progress
-            from headless.sam import masks_from_boxes
-
-            yield Progress(0, 1, f"loading SAM {key[0]}")
-            sam = self.sam_model(key)
-            ms = yield from masks_from_boxes(sam, image, boxes, store)
-            return ms, sam
 
         def show(result: Any) -> None:
             from napari.utils.notifications import show_warning
@@ -341,12 +294,11 @@ class SamWidget(QWidget):
                 show_warning(f"{len(ms.empty_prompts)} box(es) of '{name}' lie outside the "
                              "image; their masks are empty")
 
-        self._run(compute(), show, f"SAM masks from the boxes of {name}")
+        self._run(self.controller.boxes_job(key, image, boxes, store), show,
+                  f"SAM masks from the boxes of {name}")
 
     def boxes_from_masks(self) -> None:
         """Tight boxes of every label of the chosen Labels layer -> appended to a boxes layer."""
-        from headless.sam import boxes_from_labels
-
         name = self.labels_combo.currentText()
         if not name or name not in self.viewer.layers:
             self._error("Choose a Labels layer of masks (run SAM first).")
@@ -356,20 +308,15 @@ class SamWidget(QWidget):
         if data.ndim != 2:
             self._error(f"'{name}' is {data.ndim}D; boxes from masks needs a 2D labels layer")
             return
-        scores = _label_scores(labels_layer)
-
-        def compute():
-            from headless.progress import Progress
-
-            yield Progress(0, 1, "tight boxes")
-            return boxes_from_labels(data, scores=scores, source="sam")
+        scores = label_scores(labels_layer.features)
 
         def show(boxes: Any) -> None:
             self.last_result = boxes
             target = self._put_boxes(boxes, labels_layer, f"{name} boxes")
             self._say(f"{len(boxes)} box(es) from '{name}' -> '{target.name}'")
 
-        self._run(compute(), show, f"boxes from the masks of {name}")
+        self._run(self.controller.tight_boxes_job(data, scores), show,
+                  f"boxes from the masks of {name}")
 
     def choose_by_attention(self) -> None:
         """Seed 000's rule without a classifier: the label best matching DINO's attention."""
@@ -383,68 +330,45 @@ class SamWidget(QWidget):
             labels_layer = self.viewer.layers[name]
             data = np.asarray(labels_layer.data)
             image = current_slice(layer, self.viewer)
-            if data.shape != _hw(image):
-                raise ValueError(f"'{name}' has shape {data.shape}, the image {_hw(image)}")
+            if data.shape != image_hw(image):
+                raise ValueError(f"'{name}' has shape {data.shape}, the image {image_hw(image)}")
             if not (data > 0).any():
                 raise ValueError(f"'{name}' holds no masks")
         except ValueError as exc:
             self._error(str(exc))
             return
-        bkey = (self.backbone_combo.currentText(), self.bb_weights_edit.text().strip()
-                or "official", self.device_combo.currentText())
-        keep = self.keep_spin.value()
-
-        def compute():
-            from headless.progress import Progress
-            from headless.sam import attention_for_image, choose_mask, masks_from_labels
-
-            yield Progress(0, 2, f"loading {bkey[0]}")
-            bb = self._backbones.get(bkey)
-            yield Progress(1, 2, "attention")
-            attn, att_mask = attention_for_image(bb, image, keep)
-            values, masks = masks_from_labels(data)
-            choice = choose_mask(masks, attention=attn, attention_mask=att_mask)
-            return choice, int(values[choice.index]), bb
 
         def show(result: Any) -> None:
             choice, value, bb = result
             self.last_result = choice
             labels_layer.selected_label = value
             labels_layer.metadata = {**labels_layer.metadata,
-                                     "dinoseg_chosen": {"label": value, "rule": choice.rule,
-                                                        "backbone": bb.name,
-                                                        "weights": bb.weights_label}}
+                                     **chosen_metadata(choice, value, bb)}
             target = self._put_boxes([choice.box], labels_layer, f"{name} pseudo GT")
             self._say(
                 f"chosen label {value} (IoU {choice.scores[choice.index]:.2f} with the "
                 f"thresholded attention of {bb.name}, {bb.weights_label}) -> '{target.name}'"
             )
 
-        self._run(compute(), show, f"one mask of {name} by DINO attention")
+        job = self.controller.choose_job(self.backbone_key(), image, data, self.keep_spin.value())
+        self._run(job, show, f"one mask of {name} by DINO attention")
 
     # -- outputs ------------------------------------------------------------------------------
     def _add_masks(self, image_layer: Any, ms: Any, sam: Any, name: str,
                    extra: dict[str, Any]) -> Any:
         self.last_result = ms
         random_note = " (random weights)" if sam.is_random else ""
-        meta = {META_KEY: {"model": sam.name, "weights": sam.weights_label, "kind": ms.kind,
-                           "n_masks": ms.n, **extra}}
         layer = self.viewer.add_labels(
             ms.labels(), name=name + random_note, features=mask_features(ms),
             scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
-            opacity=0.5, metadata=meta,
+            opacity=0.5, metadata=masks_metadata(ms, sam, extra),
         )
         self._say(f"{ms.n} mask(s) with SAM {sam.name} ({sam.weights_label}) -> '{layer.name}'")
         return layer
 
     def _put_boxes(self, boxes: list[Any], source_layer: Any, new_name: str) -> Any:
         """Append boxes to the chosen boxes layer, or add a new one; never removes a shape."""
-        from napari_dinoseg._widgets.boxes.layers import (
-            DEFAULT_FEATURES,
-            box_to_rectangle,
-            boxes_to_features,
-            shapes_kwargs,
-        )
+        from napari_dinoseg._widgets.boxes.layers import box_to_rectangle, shapes_kwargs
 
         target = self.target_combo.currentText()
         scale = tuple(source_layer.scale[-2:])
@@ -452,22 +376,10 @@ class SamWidget(QWidget):
         if target and target != NEW_LAYER and target in self.viewer.layers:
             layer = self.viewer.layers[target]
             if layer.ndim == 2 and boxes:
-                feats = boxes_to_features(boxes)
-                shp = layer
-                n0 = len(shp.data)
-                shp.add_rectangles([box_to_rectangle(b) for b in boxes],
-                                   edge_color="#7cff7c", face_color="transparent")
-                import pandas as pd
-
-                old = shp.features.iloc[:n0]
-                table = {c: list(old[c]) for c in old.columns}
-                for col, values in feats.items():  # a layer drawn by hand has no columns yet
-                    kept = table.get(col, [DEFAULT_FEATURES[col]] * n0)
-                    table[col] = list(kept) + list(values)
-                for col in old.columns:
-                    if col not in feats:
-                        table[col] = table[col] + [None] * len(boxes)
-                shp.features = pd.DataFrame(table)
+                n0 = len(layer.data)
+                layer.add_rectangles([box_to_rectangle(b) for b in boxes],
+                                     edge_color="#7cff7c", face_color="transparent")
+                layer.features = appended_features(layer.features.iloc[:n0], boxes)
                 return layer
             if layer.ndim != 2:
                 self._error(f"'{target}' is not a 2D boxes layer; added a new layer instead")
@@ -476,49 +388,3 @@ class SamWidget(QWidget):
         layer = self.viewer.add_shapes([box_to_rectangle(b) for b in boxes], ndim=2,
                                        scale=scale, translate=translate, **kwargs)
         return layer
-
-
-def _asdict(params: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(params)
-
-
-def _hw(image: np.ndarray) -> tuple[int, int]:
-    from headless.images import to_rgb01
-
-    return tuple(to_rgb01(image).shape[:2])
-
-
-def _label_scores(labels_layer: Any) -> dict[int, float] | None:
-    """label value -> predicted IoU from a SAM masks layer's features (None if absent)."""
-    f = labels_layer.features
-    if f is None or "predicted_iou" not in getattr(f, "columns", []):
-        return None
-    idx = f["index"] if "index" in f.columns else range(len(f))
-    return {int(i): float(s) for i, s in zip(idx, f["predicted_iou"])}
-
-
-def _to_image_pixels(boxes: list[Any], shapes: Any, image_layer: Any) -> list[Any]:
-    """Boxes drawn in a Shapes layer -> pixels of the image layer (scale/translate differ)."""
-    from dataclasses import replace
-
-    s_scale = np.asarray(shapes.scale[-2:], float)
-    s_tr = np.asarray(shapes.translate[-2:], float)
-    i_scale = np.asarray(image_layer.scale[-2:], float)
-    i_tr = np.asarray(image_layer.translate[-2:], float)
-    if np.allclose(s_scale, i_scale) and np.allclose(s_tr, i_tr):
-        return boxes
-    out = []
-    for b in boxes:
-        # pixel-edge coordinates: world = (edge - 0.5) * scale + translate, per layer
-        y0, x0 = ((np.array([b.y0, b.x0]) - 0.5) * s_scale + s_tr - i_tr) / i_scale + 0.5
-        y1, x1 = ((np.array([b.y1, b.x1]) - 0.5) * s_scale + s_tr - i_tr) / i_scale + 0.5
-        out.append(replace(b, x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1)))
-    return out
-
-
-def _load_sam(name: str, weights: str, device: str) -> Any:
-    from headless.sam import load_sam
-
-    return load_sam(name, weights, device=device)

@@ -1,0 +1,233 @@
+"""Which features a segmentation uses (:class:`FeatureSpec`) and the per-image feature cache.
+
+:class:`FeatureSource` computes features on demand and keeps recent maps keyed by the image's
+content hash, so retraining after a stroke only refits the classifier. ViT features too large to
+hold (``H * W * D`` floats above ``max_feature_bytes``) are sampled at the scribbled pixels only
+(:func:`headless.features.hr_sample`) and predicted through the linear-map path
+(:func:`headless.features.hr_linear`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from headless.features.classical import DEFAULT_SIGMAS, classical_features
+from headless.progress import Progress, ProgressGen
+from headless.segment.scribbles import one_image, spatial_shape
+from headless.store import array_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from headless.features.backbones import Backbone
+    from headless.segment.probe_models import Probe
+
+FEATURE_MODES = ("classical", "bilinear", "hr", "hybrid", "patch")
+VIT_MODES = ("bilinear", "hr", "hybrid", "patch")
+DEFAULT_BACKBONE = "dinov2_vits14_reg"
+MAX_FEATURE_BYTES = 1024**3  # above this, ViT features are never held whole (linear-map path)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features, with which options; ``options()`` goes into a saved probe."""
+
+    mode: str = "classical"
+    backbone: str | None = None  # ViT modes; None -> DEFAULT_BACKBONE
+    weights: str = "official"  # "official", "random" (tests) or a checkpoint path
+    sigmas: tuple[float, ...] = DEFAULT_SIGMAS
+    size: int | None = None
+    shifts: int = 4
+    dist: int = 1
+    flips: bool = False
+    stride: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in FEATURE_MODES:
+            raise ValueError(
+                f"unknown feature mode {self.mode!r}; choose one of {', '.join(FEATURE_MODES)}"
+            )
+        object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
+
+    @property
+    def uses_vit(self) -> bool:
+        return self.mode in VIT_MODES
+
+    @property
+    def backbone_name(self) -> str | None:
+        return (self.backbone or DEFAULT_BACKBONE) if self.uses_vit else None
+
+    def options(self) -> dict[str, Any]:
+        """Settings that change the feature values (a probe must match them)."""
+        opts: dict[str, Any] = {}
+        if self.mode in ("classical", "hybrid"):
+            opts["sigmas"] = list(self.sigmas)
+        if self.uses_vit:
+            opts.update(size=self.size, stride=self.stride)
+        if self.mode in ("hr", "hybrid"):
+            opts.update(shifts=self.shifts, dist=self.dist, flips=self.flips)
+        return opts
+
+    def hr_options(self) -> dict[str, Any]:
+        """Options for :mod:`headless.features.highres` (hr_linear / hr_sample) of this ViT mode."""
+        from headless.features.dense import mode_options
+
+        mode = "hr" if self.mode == "hybrid" else self.mode
+        return mode_options(mode, shifts=self.shifts, dist=self.dist, flips=self.flips,
+                            stride=self.stride, size=self.size)
+
+    @classmethod
+    def from_probe(cls, probe: Probe, **overrides: Any) -> FeatureSpec:
+        m = probe.meta
+        o = dict(m.feature_options)
+        kw: dict[str, Any] = {"mode": m.feature_mode, "backbone": m.backbone}
+        for key in ("size", "shifts", "dist", "flips", "stride"):
+            if key in o and o[key] is not None:
+                kw[key] = o[key]
+        if "sigmas" in o:
+            kw["sigmas"] = tuple(o["sigmas"])
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+
+class FeatureSource:
+    """Features of images under one :class:`FeatureSpec`, computed on demand and cached.
+
+    The cache holds the most recent ``max_images`` feature maps in memory, keyed by the image's
+    content hash, so retraining after each stroke never recomputes them. The backbone loads on
+    first use (ViT modes only); ``backbone`` may be passed in to share a loaded model.
+    """
+
+    def __init__(self, spec: FeatureSpec, backbone: Backbone | None = None,
+                 max_images: int = 4, max_feature_bytes: int | None = None) -> None:
+        self.spec = spec
+        self._backbone = backbone
+        self.max_images = max(1, int(max_images))
+        env = os.environ.get("DINOSEG_MAX_FEATURE_BYTES")
+        self.max_feature_bytes = int(max_feature_bytes if max_feature_bytes is not None
+                                     else (env or MAX_FEATURE_BYTES))
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # -- model ----------------------------------------------------------------------------
+    @property
+    def backbone(self) -> Backbone | None:
+        if not self.spec.uses_vit:
+            return None
+        if self._backbone is None:
+            from headless.features.backbones import load_backbone
+
+            self._backbone = load_backbone(self.spec.backbone_name, weights=self.spec.weights)
+        return self._backbone
+
+    @property
+    def weights_label(self) -> str | None:
+        return self._backbone.weights_label if self._backbone is not None else None
+
+    def vit_dim(self) -> int:
+        bb = self.backbone
+        return int(bb.spec.embed_dim) if bb is not None else 0
+
+    def feature_dim(self, image: np.ndarray) -> int:
+        """D for ``image`` without computing anything heavy."""
+        from headless.features.classical import classical_feature_names
+
+        colour = np.asarray(image).ndim == 3
+        n_cl = len(classical_feature_names(self.spec.sigmas, colour=colour))
+        if self.spec.mode == "classical":
+            return n_cl
+        return self.vit_dim() + (n_cl if self.spec.mode == "hybrid" else 0)
+
+    # -- cache ----------------------------------------------------------------------------
+    def key(self, image: np.ndarray) -> str:
+        s = self.spec
+        return array_hash(np.asarray(image), s.mode, s.backbone_name, s.weights, s.options())
+
+    def cached(self, image: np.ndarray) -> np.ndarray | None:
+        k = self.key(image)
+        f = self._cache.get(k)
+        if f is not None:
+            self._cache.move_to_end(k)
+        return f
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def too_big(self, image: np.ndarray) -> bool:
+        """Whether full ViT features of ``image`` exceed ``max_feature_bytes``."""
+        if not self.spec.uses_vit:
+            return False
+        h, w = spatial_shape(image)
+        return h * w * self.vit_dim() * 4 > self.max_feature_bytes
+
+    # -- compute --------------------------------------------------------------------------
+    def features(self, image: np.ndarray) -> ProgressGen[np.ndarray]:
+        """Full features ``(H, W, D)`` of one 2D image (cached)."""
+        image = one_image(image)
+        k = self.key(image)
+        hit = self._cache.get(k)
+        if hit is not None:
+            self._cache.move_to_end(k)
+            return hit
+        if self.spec.mode == "classical":
+            yield Progress(0, 1, "classical features")
+            feats = classical_features(image, self.spec.sigmas)
+            yield Progress(1, 1, "classical features")
+        else:
+            feats = yield from self._vit_features(image)
+        self._cache[k] = feats
+        while len(self._cache) > self.max_images:
+            self._cache.popitem(last=False)
+        return feats
+
+    def _vit_features(self, image: np.ndarray) -> ProgressGen[np.ndarray]:
+        from headless.features.dense import dense_features
+
+        s = self.spec
+        mode = "hr" if s.mode == "hybrid" else s.mode
+        vit = yield from dense_features(image, mode, self.backbone, size=s.size, shifts=s.shifts,
+                                        dist=s.dist, flips=s.flips, stride=s.stride)
+        if s.mode != "hybrid":
+            return vit
+        cl = classical_features(image, s.sigmas)
+        return np.concatenate([vit, cl], axis=-1)
+
+    def sample(self, image: np.ndarray, rows: np.ndarray, cols: np.ndarray
+               ) -> ProgressGen[np.ndarray]:
+        """Feature rows ``(N, D)`` at pixels ``(rows, cols)``.
+
+        Reads the cached / computed map unless the map is too big to hold, in which case HR
+        features are sampled at those pixels only (hr_sample).
+        """
+        image = one_image(image)
+        if not self.too_big(image) or self.cached(image) is not None:
+            feats = yield from self.features(image)
+            return np.ascontiguousarray(feats[rows, cols], np.float32)
+        from headless.features.highres import hr_sample_gen
+
+        yield Progress(0, 1, f"sampling HR features at {len(rows)} scribbled pixels")
+        vit = yield from hr_sample_gen(self.backbone, image, rows, cols, **self.spec.hr_options())
+        if self.spec.mode == "hybrid":
+            cl = classical_features(image, self.spec.sigmas)[rows, cols]
+            vit = np.concatenate([vit, cl], axis=-1)
+        return np.ascontiguousarray(vit, np.float32)
+
+    def linear_logits(self, image: np.ndarray, weight: np.ndarray, bias: np.ndarray
+                      ) -> ProgressGen[np.ndarray]:
+        """``weight @ features + bias`` as ``(H, W, C)`` without holding the ViT features.
+
+        For hybrid features the classical block is multiplied here and the ViT block runs
+        through hr_linear: ``W x + b = W_vit x_vit + b + W_cl x_cl``.
+        """
+        from headless.features.highres import hr_linear
+
+        image = one_image(image)
+        dv = self.vit_dim()
+        w_vit = np.ascontiguousarray(weight[:, :dv], np.float32)
+        out = yield from hr_linear(self.backbone, image, w_vit, bias, **self.spec.hr_options())
+        if self.spec.mode == "hybrid":
+            cl = classical_features(image, self.spec.sigmas)
+            out = out + np.matmul(cl, weight[:, dv:].T.astype(np.float32))
+        return np.asarray(out, np.float32)

@@ -1,0 +1,119 @@
+"""The layers of the image the boxes dock shows: the image, and its boxes as editable shapes.
+
+:class:`ShapesEditor` shows an image (its own layer, or a layer of the user's that it adopts and
+never removes), builds the Shapes layer from boxes laid over it, listens to its data and
+features events, marks shapes the user adds as user boxes, and calls ``on_edit`` after every
+real edit (move, resize, add, delete, a changed feature) but never while it rebuilds the layer
+itself. The conversions are :mod:`.layers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from napari_dinoseg._widgets.boxes.layers import DEFAULT_FEATURES, image_layer_data, layer_to_boxes
+
+
+class ShapesEditor:
+    """One image of ``viewer`` and its boxes as an editable Shapes layer (``layer``)."""
+
+    def __init__(self, viewer: Any, on_edit: Callable[[], Any]) -> None:
+        self.viewer = viewer
+        self.layer: Any = None
+        self.image_layer: Any = None
+        self._own_image_layer = False
+        self._on_edit = on_edit
+        self._updating = False
+        self._n_before = 0
+
+    def boxes(self) -> list[Any]:
+        """The boxes as the layer holds them now ([] without a layer)."""
+        return [] if self.layer is None else layer_to_boxes(self.layer)
+
+    def show_image(self, data: Any, name: str) -> Any:
+        """Add an image layer of our own (removed again by :meth:`remove`)."""
+        self.image_layer = self.viewer.add_image(data, name=name)
+        self._own_image_layer = True
+        return self.image_layer
+
+    def adopt_image(self, layer: Any) -> None:
+        """Lay the boxes over a layer of the user's (kept when the dock moves on)."""
+        self.image_layer = layer
+        self._own_image_layer = False
+
+    def show(self, image: str, boxes: list[Any], size: tuple[int, int] | None) -> Any:
+        """(Re)build the Shapes layer for ``image``'s boxes, over the image layer if any."""
+        data, kwargs, _ = image_layer_data(image, boxes, size)
+        image_layer = self.image_layer
+        self._updating = True
+        try:
+            self.disconnect()
+            if self.layer is not None and self.layer in self.viewer.layers:
+                self.viewer.layers.remove(self.layer)
+            if image_layer is not None:
+                kwargs["scale"] = tuple(image_layer.scale[-2:])
+                kwargs["translate"] = tuple(image_layer.translate[-2:])
+            layer = self.viewer.add_shapes(data, ndim=2, **kwargs)
+            layer.mode = "select"
+            self.layer = layer
+            layer.events.data.connect(self._on_data)
+            layer.events.features.connect(self._on_features)
+        finally:
+            self._updating = False
+        return layer
+
+    def remove(self) -> None:
+        """Stop listening; take the Shapes layer (and our own image layer) out of the viewer."""
+        self.disconnect()
+        for layer, own in ((self.layer, True), (self.image_layer, self._own_image_layer)):
+            if layer is not None and own and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layer = None
+        self.image_layer = None
+        self._own_image_layer = False
+
+    def disconnect(self) -> None:
+        layer = self.layer
+        if layer is None:
+            return
+        for emitter, cb in ((layer.events.data, self._on_data),
+                            (layer.events.features, self._on_features)):
+            try:
+                emitter.disconnect(cb)
+            except (TypeError, RuntimeError, ValueError):
+                pass
+
+    def _on_data(self, event: Any) -> None:
+        if self._updating:
+            return
+        action = str(getattr(event, "action", ""))
+        if action == "adding":
+            self._n_before = self.layer.nshapes
+            return
+        if action not in ("added", "changed", "removed"):
+            return
+        if action == "added":
+            self._mark_new_shapes(self._n_before)
+        self._on_edit()
+
+    def _on_features(self, event: Any = None) -> None:
+        if not self._updating:
+            self._on_edit()
+
+    def _mark_new_shapes(self, first: int) -> None:
+        """Shapes the user added are user boxes (napari copies the selected shape's features)."""
+        layer = self.layer
+        n = layer.nshapes
+        if first >= n:
+            return
+        df = layer.features.copy()
+        for col, value in DEFAULT_FEATURES.items():
+            if col in df.columns:
+                df.loc[first:n - 1, col] = value
+        self._updating = True
+        try:
+            layer.features = df
+            layer.refresh_text()
+        finally:
+            self._updating = False
