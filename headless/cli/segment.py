@@ -26,7 +26,7 @@ FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
 
 def register(sub: Any) -> None:
     from headless.segment.crf import CRFParams
-    from headless.segment.probe_train import TrainParams
+    from headless.segment.probe.training import TrainParams
 
     c, t = CRFParams(), TrainParams()
     p = sub.add_parser(
@@ -105,12 +105,12 @@ def parse_names(text: str | None) -> dict[int, str]:
 def _run(args: Any) -> int:
     from headless.images import expand_inputs, read_image, read_labels
     from headless.progress import run_with_tqdm
-    from headless.segment.apply import apply_to_all
     from headless.segment.crf import CRFParams
-    from headless.segment.feature_source import FeatureSpec
-    from headless.segment.probe_file import load_probe
-    from headless.segment.probe_train import TrainParams
-    from headless.segment.segmenter import Segmenter, SegmentSettings
+    from headless.segment.probe.files import load_probe
+    from headless.segment.probe.training import TrainParams
+    from headless.segment.workflow.apply import apply_to_all
+    from headless.segment.workflow.feature_source import FeatureSpec
+    from headless.segment.workflow.segmenter import Segmenter, SegmentSettings
 
     if args.save_probe and args.probe:
         raise CommandError("--save-probe saves a probe trained from --scribbles; with --probe "

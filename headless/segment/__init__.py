@@ -2,7 +2,7 @@
 and the workflow (classes, cached features, live retraining, apply to a folder) for dock and CLI.
 
 Names are re-exported lazily (``from headless.segment import Segmenter``); importing the package
-loads neither torch nor scikit-learn. :mod:`.probe` and :mod:`.workflow` re-export their parts.
+loads neither torch nor scikit-learn.
 """
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ from __future__ import annotations
 from headless.lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(("CLASSIFIERS", "ProbeError", "ProbeMismatchError", "ProbeMeta"),
-                    "probe_meta"),
-    **dict.fromkeys(("ForestProbe", "LinearProbe", "Probe"), "probe_models"),
-    **dict.fromkeys(("TrainParams", "train_probe"), "probe_train"),
-    "load_probe": "probe_file",
+    **dict.fromkeys(
+        ("CLASSIFIERS", "ForestProbe", "LinearProbe", "Probe", "ProbeError", "ProbeMeta",
+         "ProbeMismatchError", "TrainParams", "load_probe", "train_probe"),
+        "probe",
+    ),
     **dict.fromkeys(("CRFParams", "crf_refine"), "crf"),
-    **dict.fromkeys(("ClassMap", "ScribbleError", "check_scribbles"), "scribbles"),
-    **dict.fromkeys(("FEATURE_MODES", "FeatureSource", "FeatureSpec"), "feature_source"),
-    **dict.fromkeys(("SegmentSettings", "Segmentation", "Segmenter", "segment_image"),
-                    "segmenter"),
-    **dict.fromkeys(("ApplyResult", "apply_to_all"), "apply"),
+    **dict.fromkeys(
+        ("FEATURE_MODES", "ApplyResult", "ClassMap", "FeatureSource", "FeatureSpec",
+         "ScribbleError", "SegmentSettings", "Segmentation", "Segmenter", "apply_to_all",
+         "check_scribbles", "segment_image"),
+        "workflow",
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -61,7 +61,7 @@ def bench_speed(repeats: int) -> None:
     from headless.features.classical import classical_features
     from headless.images import read_image, read_labels, to_float01
     from headless.progress import run
-    from headless.segment.segmenter import Segmenter, SegmentSettings
+    from headless.segment.workflow.segmenter import Segmenter, SegmentSettings
 
     image = read_image(DATA / "scribbles" / "0.tif")
     scribbles = read_labels(DATA / "scribbles" / "0_labels.tif")
@@ -105,8 +105,8 @@ def bench_quality() -> None:
     from headless.images import read_image, read_labels
     from headless.progress import run
     from headless.segment.crf import CRFParams
-    from headless.segment.feature_source import FeatureSource, FeatureSpec
-    from headless.segment.segmenter import Segmenter, SegmentSettings
+    from headless.segment.workflow.feature_source import FeatureSource, FeatureSpec
+    from headless.segment.workflow.segmenter import Segmenter, SegmentSettings
 
     print("class-averaged mIoU vs dense ground truth, classical features, no pretrained weights")
     print(f"{'image':<8}{'classifier':<12}{'no CRF':>8}{'CRF':>8}{'reference RF':>14}"
@@ -136,8 +136,8 @@ import psutil
 from headless.features.backbones import load_backbone
 from headless.images import read_image, read_labels
 from headless.progress import run
-from headless.segment.feature_source import FeatureSource, FeatureSpec
-from headless.segment.segmenter import Segmenter, SegmentSettings
+from headless.segment.workflow.feature_source import FeatureSource, FeatureSpec
+from headless.segment.workflow.segmenter import Segmenter, SegmentSettings
 
 size, side, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 proc = psutil.Process()

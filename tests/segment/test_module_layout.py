@@ -8,13 +8,13 @@ import pytest
 
 OLD_TO_NEW = {
     "headless.segment.probe": (
-        "headless.segment.probe_meta", "headless.segment.probe_models",
-        "headless.segment.probe_trees", "headless.segment.probe_train",
-        "headless.segment.probe_file",
+        "headless.segment.probe.meta", "headless.segment.probe.models",
+        "headless.segment.probe.trees", "headless.segment.probe.training",
+        "headless.segment.probe.files",
     ),
     "headless.segment.workflow": (
-        "headless.segment.scribbles", "headless.segment.feature_source",
-        "headless.segment.segmenter", "headless.segment.apply",
+        "headless.segment.workflow.scribbles", "headless.segment.workflow.feature_source",
+        "headless.segment.workflow.segmenter", "headless.segment.workflow.apply",
     ),
     "headless.boxes.formats": (
         "headless.boxes.formats.common", "headless.boxes.formats.coco",

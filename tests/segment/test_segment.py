@@ -136,7 +136,7 @@ def test_features_are_computed_once_per_image():
     first = seg.source.cached(img)
     assert first is not None
     calls = []
-    import headless.segment.feature_source as segmod  # where FeatureSource looks it up
+    import headless.segment.workflow.feature_source as segmod  # where FeatureSource looks it up
 
     original = segmod.classical_features
     segmod.classical_features = lambda *a, **k: calls.append(1) or original(*a, **k)

@@ -25,6 +25,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from napari_dinoseg._widgets.common.fields import ModelFields
+from napari_dinoseg._widgets.common.layer_picking import fill_combo, watch_layers
+from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import Autosaver
 from napari_dinoseg._widgets.segment.controller import (
@@ -60,7 +62,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self.viewer = napari_viewer
         self.controller = SegmentController()
         self.autosaver = Autosaver()
-        self._worker: Any = None
+        self._slot = WorkerSlot(on_busy=self._on_busy, on_status=lambda s: self.status.setText(s))
         self._pending = False
         self._listening: Any = None  # the scribble layer whose paint events we follow
         self._restored: set[str] = set()
@@ -139,8 +141,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
 
         self._fill_class_table()
         self._on_features_changed()
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._layer_watch = watch_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
     # the probe and the last segmentation live in the controller
@@ -169,16 +170,10 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         name = self.scribble_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
-    def _refresh_layers(self, event: Any = None) -> None:
+    def _refresh_layers(self, renamed: dict[str, str] | None = None) -> None:
         images, labels = seg_layers.input_layer_names(self.viewer)
-        for combo, names in ((self.image_combo, images), (self.scribble_combo, labels)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        fill_combo(self.image_combo, images, renamed=renamed)
+        fill_combo(self.scribble_combo, labels, renamed=renamed)
         # prefer the scribble layer made for the chosen image
         img = self.image_layer()
         if img is not None:
@@ -397,26 +392,22 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self.status.setText("training…")
         self._start(job, self._show_result, "scribble segmentation")
 
+    @property
+    def _worker(self) -> Any:
+        """The running job (``True`` while it runs inline in sync mode), None when idle."""
+        return self._slot.worker
+
     def _start(self, gen: Any, on_result: Any, description: str) -> None:
-        from napari_dinoseg._widgets.common.workers import start
+        self._slot.start(gen, on_result, description)
 
-        def finished() -> None:
-            self._worker = None
-            self.controller.phase = ""
-            if self._pending:
-                self._pending = False
-                if not self._timer.isActive():  # else the timer starts the next run
-                    QTimer.singleShot(0, lambda: self.train_now(live=True))
-
-        def failed(exc: BaseException) -> None:
-            self.status.setText(f"error: {exc}")
-
-        self._worker = True  # a run is in progress (also while it runs inline in sync mode)
-        worker = start(gen, on_result, description, on_error=failed, on_finish=finished)
-        if worker is not None:
-            self._worker = worker
-        elif self._worker is True:
-            self._worker = None
+    def _on_busy(self, busy: bool) -> None:
+        if busy:
+            return
+        self.controller.phase = ""
+        if self._pending:  # strokes arrived during the run: one more live run
+            self._pending = False
+            if not self._timer.isActive():  # else the timer starts the next run
+                QTimer.singleShot(0, lambda: self.train_now(live=True))
 
     def _show_result(self, result: Any) -> None:
         if not self.controller.accept(result):

@@ -15,9 +15,9 @@ import numpy as np
 from headless.images import ImageError
 from headless.progress import Progress, ProgressGen
 from headless.segment.crf import CRFParams
-from headless.segment.probe_models import Probe
-from headless.segment.scribbles import image_slices
-from headless.segment.segmenter import Segmenter
+from headless.segment.probe.models import Probe
+from headless.segment.workflow.scribbles import image_slices
+from headless.segment.workflow.segmenter import Segmenter
 from headless.store import atomic_write_tiff
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from headless.segment.probe_meta import ProbeError
+from headless.segment.probe.meta import ProbeError
 
 
 @dataclass

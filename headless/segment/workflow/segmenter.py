@@ -13,11 +13,11 @@ import numpy as np
 
 from headless.progress import Progress, ProgressGen
 from headless.segment.crf import CRFParams, crf_refine
-from headless.segment.feature_source import FeatureSource, FeatureSpec
-from headless.segment.probe_meta import ProbeError, ProbeMeta
-from headless.segment.probe_models import LinearProbe, Probe, class_values_array, softmax
-from headless.segment.probe_train import TrainParams, train_probe
-from headless.segment.scribbles import (
+from headless.segment.probe.meta import ProbeError, ProbeMeta
+from headless.segment.probe.models import LinearProbe, Probe, class_values_array, softmax
+from headless.segment.probe.training import TrainParams, train_probe
+from headless.segment.workflow.feature_source import FeatureSource, FeatureSpec
+from headless.segment.workflow.scribbles import (
     ClassMap,
     ScribbleError,
     check_scribbles,

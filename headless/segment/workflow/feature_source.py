@@ -18,12 +18,12 @@ import numpy as np
 
 from headless.features.classical import DEFAULT_SIGMAS, classical_features
 from headless.progress import Progress, ProgressGen
-from headless.segment.scribbles import one_image, spatial_shape
+from headless.segment.workflow.scribbles import one_image, spatial_shape
 from headless.store import array_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     from headless.features.backbones import Backbone
-    from headless.segment.probe_models import Probe
+    from headless.segment.probe.models import Probe
 
 FEATURE_MODES = ("classical", "bilinear", "hr", "hybrid", "patch")
 VIT_MODES = ("bilinear", "hr", "hybrid", "patch")

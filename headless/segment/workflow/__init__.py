@@ -18,14 +18,14 @@ logit space, so this is exact, not an approximation.
 
 One module each: :mod:`.scribbles` (classes, checks, slices), :mod:`.feature_source` (feature
 specs and the per-image cache), :mod:`.segmenter` (training, prediction, CRF) and :mod:`.apply`
-(apply to a folder). This module re-exports them all, so
-``from headless.segment.workflow import Segmenter`` keeps working.
+(apply to a folder). The package exports their public names
+(``from headless.segment.workflow import Segmenter``).
 """
 
 from __future__ import annotations
 
-from headless.segment.apply import ApplyResult, apply_to_all, iter_named_images
-from headless.segment.feature_source import (
+from headless.segment.workflow.apply import ApplyResult, apply_to_all, iter_named_images
+from headless.segment.workflow.feature_source import (
     DEFAULT_BACKBONE,
     FEATURE_MODES,
     MAX_FEATURE_BYTES,
@@ -33,7 +33,7 @@ from headless.segment.feature_source import (
     FeatureSource,
     FeatureSpec,
 )
-from headless.segment.scribbles import (
+from headless.segment.workflow.scribbles import (
     ClassMap,
     ScribbleError,
     check_scribbles,
@@ -41,7 +41,7 @@ from headless.segment.scribbles import (
     one_image,
     spatial_shape,
 )
-from headless.segment.segmenter import (
+from headless.segment.workflow.segmenter import (
     DEFAULT_CLASSIFIER,
     Segmentation,
     Segmenter,

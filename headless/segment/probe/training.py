@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headless.segment.probe_meta import CLASSIFIERS, ProbeError, ProbeMeta
-from headless.segment.probe_models import ForestProbe, LinearProbe, Probe, n_threads
-from headless.segment.probe_trees import TreeArrays
+from headless.segment.probe.meta import CLASSIFIERS, ProbeError, ProbeMeta
+from headless.segment.probe.models import ForestProbe, LinearProbe, Probe, n_threads
+from headless.segment.probe.trees import TreeArrays
 
 
 @dataclass

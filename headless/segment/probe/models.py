@@ -1,8 +1,8 @@
 """The probe classes: :class:`LinearProbe` and :class:`ForestProbe` behind :class:`Probe`.
 
 Prediction runs in blocks of :data:`PREDICT_CHUNK` pixels (bounded memory on big images);
-:meth:`Probe.save` writes the ``.npz`` file that :func:`headless.segment.probe_file.load_probe`
-reads back. Training lives in :mod:`headless.segment.probe_train`.
+:meth:`Probe.save` writes the ``.npz`` file that :func:`headless.segment.probe.files.load_probe`
+reads back. Training lives in :mod:`headless.segment.probe.training`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from headless.segment.probe_meta import (
+from headless.segment.probe.meta import (
     FORMAT,
     FORMAT_VERSION,
     ProbeError,
     ProbeMeta,
     ProbeMismatchError,
 )
-from headless.segment.probe_trees import TreeArrays
+from headless.segment.probe.trees import TreeArrays
 from headless.store import atomic_save_npz
 
 PREDICT_CHUNK = 1 << 17  # pixels per prediction block: bounds the memory of big images

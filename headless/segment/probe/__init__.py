@@ -21,16 +21,16 @@ distributions), from which :func:`load_probe` rebuilds working trees; nothing is
 ``np.load(..., allow_pickle=False)`` reads it. :meth:`Probe.check_compatible` names every
 difference between a probe and the features it is about to be applied to.
 
-One module each: :mod:`.probe_meta` (metadata, errors, format tag), :mod:`.probe_models` (the
-classes, prediction, saving), :mod:`.probe_trees` (trees as arrays), :mod:`.probe_train`
-(fitting) and :mod:`.probe_file` (safe loading). This module re-exports them all, so
-``from headless.segment.probe import load_probe`` keeps working.
+One module each: :mod:`.meta` (metadata, errors, format tag), :mod:`.models` (the
+classes, prediction, saving), :mod:`.trees` (trees as arrays), :mod:`.training`
+(fitting) and :mod:`.files` (safe loading). The package exports their public names
+(``from headless.segment.probe import load_probe``).
 """
 
 from __future__ import annotations
 
-from headless.segment.probe_file import load_probe
-from headless.segment.probe_meta import (
+from headless.segment.probe.files import load_probe
+from headless.segment.probe.meta import (
     CLASSIFIERS,
     FORMAT,
     FORMAT_VERSION,
@@ -38,7 +38,7 @@ from headless.segment.probe_meta import (
     ProbeMeta,
     ProbeMismatchError,
 )
-from headless.segment.probe_models import (
+from headless.segment.probe.models import (
     PREDICT_CHUNK,
     ForestProbe,
     LinearProbe,
@@ -46,8 +46,8 @@ from headless.segment.probe_models import (
     class_values_array,
     softmax,
 )
-from headless.segment.probe_train import TrainParams, subsample_per_class, train_probe
-from headless.segment.probe_trees import TreeArrays
+from headless.segment.probe.training import TrainParams, subsample_per_class, train_probe
+from headless.segment.probe.trees import TreeArrays
 
 __all__ = [
     "CLASSIFIERS",

@@ -1,6 +1,6 @@
 """Reading a probe ``.npz`` file safely: ``allow_pickle=False``, every array and field checked.
 
-The file is what :meth:`headless.segment.probe_models.Probe.save` writes: plain numeric arrays
+The file is what :meth:`headless.segment.probe.models.Probe.save` writes: plain numeric arrays
 plus a ``metadata_json`` string (format tag and version, classifier, :class:`ProbeMeta`, params).
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from headless.segment.probe_meta import FORMAT, FORMAT_VERSION, ProbeError, ProbeMeta
-from headless.segment.probe_models import ForestProbe, LinearProbe, Probe
-from headless.segment.probe_trees import TreeArrays
+from headless.segment.probe.meta import FORMAT, FORMAT_VERSION, ProbeError, ProbeMeta
+from headless.segment.probe.models import ForestProbe, LinearProbe, Probe
+from headless.segment.probe.trees import TreeArrays
 
 
 def load_probe(path: str | Path) -> Probe:
