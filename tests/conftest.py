@@ -1,8 +1,9 @@
 """Shared fixtures.
 
-``shared_data`` points at ``../shared/data`` (real images, scribbles, VOC boxes). Where it is
-absent (a user's clone) tests that need it skip with a reason; CI sets ``DINOSEG_REQUIRE_DATA=1``
-and then a missing folder is a failure, because CI has the data.
+``shared_data`` points at ``../shared/data`` (real images, scribbles, VOC boxes) and
+``shared_weights`` at the real DINOv2 ViT-S/14 in ``../shared/weights``. Where they are absent (a
+user's clone) tests that need them skip with a reason; CI sets ``DINOSEG_REQUIRE_DATA=1`` and
+then a missing file is a failure, because CI has them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_WEIGHTS = Path(os.environ.get(
+    "DINOSEG_SHARED_WEIGHTS",
+    ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"))
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        msg = f"real data not found at {path} (set DINOSEG_SHARED_DATA or clone ../shared)"
+        msg = (f"real data not found at {path} (set DINOSEG_SHARED_DATA / DINOSEG_SHARED_WEIGHTS "
+               "or clone ../shared)")
         if os.environ.get("DINOSEG_REQUIRE_DATA") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -29,6 +34,12 @@ def _need(path: Path) -> Path:
 def shared_data() -> Path:
     """``../shared/data``; skips (or fails under CI) when absent."""
     return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The real DINOv2 ViT-S/14 file (load it as backbone ``dinov2_vits14``, ``weights=path``)."""
+    return _need(SHARED_WEIGHTS)
 
 
 @pytest.fixture(autouse=True)

@@ -56,3 +56,32 @@ def add_or_update(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any) -
         viewer.layers.remove(layer)
     add = getattr(viewer, f"add_{kind}")
     return add(data, name=name, **kwargs)
+
+
+#: Metadata key under which every dock records where an output layer came from.
+PROVENANCE_KEY = "dinoseg"
+
+
+def output_name(kind: str, image: str, random_weights: bool = False) -> str:
+    """Short layer names that differ at the start: ``"attn mean · astronaut"``.
+
+    The kind comes first so names stay readable in napari's narrow layer list; the image is kept
+    (after ``·``) so outputs of different images do not collide. Backbone and weights go to the
+    metadata (:func:`output_metadata`), except a short "(random)" flag for untrained weights.
+    """
+    name = f"{kind} · {image}"
+    return f"{name} (random)" if random_weights else name
+
+
+def output_metadata(kind: str, image: str, **provenance: Any) -> dict[str, Any]:
+    """Metadata of an output layer: never offered as an input; what made it, for the tooltip."""
+    info = {"kind": kind, "image": image, **{k: v for k, v in provenance.items() if v is not None}}
+    return {"dinoseg_output": True, PROVENANCE_KEY: info}
+
+
+def provenance_text(metadata: dict[str, Any]) -> str:
+    """One line for a tooltip / status: ``"attn mean of astronaut: dinov2_vits14, official"``."""
+    info = metadata.get(PROVENANCE_KEY, {})
+    rest = ", ".join(f"{v}" for k, v in info.items() if k not in ("kind", "image"))
+    head = f"{info.get('kind', '?')} of {info.get('image', '?')}"
+    return f"{head}: {rest}" if rest else head
