@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +78,26 @@ def test_atomic_writes_get_normal_file_permissions(tmp_path):
     target.chmod(0o640)
     atomic_write_json(target, {"again": 1})
     assert target.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+
+
+def test_writing_through_a_symlink_keeps_the_link(tmp_path):
+    from headless.store import atomic_write_text
+
+    target = tmp_path / "real" / "boxes.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "boxes.json"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text() == "new"
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    import headless.store as store_mod
+
+    synced = []
+    real = store_mod.fsync_dir
+    monkeypatch.setattr(store_mod, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
+    store_mod.atomic_write_text(tmp_path / "sub" / "a.txt", "x")
+    assert synced == [tmp_path / "sub"] and (tmp_path / "sub" / "a.txt").read_text() == "x"

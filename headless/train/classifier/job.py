@@ -125,7 +125,7 @@ def run(
         )
 
     step = 0
-    ckpt = load_checkpoint(run_dir)
+    ckpt = load_checkpoint(run_dir, on_note=lambda m: log.append("message", message=m))
     if ckpt is not None:
         if ckpt.get("classes") != classes:
             raise DatasetError(
