@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     missing = store.missing(paths)
     for m in missing:
-        print(f"no map: {m}", file=sys.stderr)
+        why = store.failures.get(str(m))
+        print(f"no map: {m}" + (f" ({why})" if why else ""), file=sys.stderr)
     print(f"{len(paths) - len(missing)} of {len(paths)} maps cached in {store.cache_dir}")
     return 1 if missing else 0

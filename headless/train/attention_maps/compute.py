@@ -105,6 +105,8 @@ def compute_attention_maps(
     object with ``attn`` of shape ``(B, heads, h, w)``; ``device`` defaults to the backbone's.
     ``backbone`` may be a :class:`headless.features.Backbone` or a backbone name, loaded with
     ``weights`` on ``device``. Images are decoded on ``num_threads`` threads while the model runs.
+    A missing file stops the run before any work; an unreadable one is skipped and recorded in
+    the returned store's ``failures`` (path -> reason), like the other batch commands do.
     """
     import torch
 
@@ -143,11 +145,18 @@ def compute_attention_maps(
         return store
 
     groups: dict[tuple[int, int], list[int]] = {}
-    hws: list[tuple[int, int]] = []
+    hws: dict[int, tuple[int, int]] = {}
     for i, p in enumerate(todo):
-        hw = _image_hw(p)
-        hws.append(hw)
+        try:
+            hw = _image_hw(p)
+        except (ValueError, OSError) as exc:  # ImageError included: one bad file skips itself
+            store.failures[str(p)] = str(exc)
+            continue
+        hws[i] = hw
         groups.setdefault(grid_shape(hw[0], hw[1], size, patch), []).append(i)
+    if not groups:
+        yield Progress(total, total, f"no readable image among {total}")
+        return store
 
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, int(num_threads))) as pool:
@@ -159,15 +168,21 @@ def compute_attention_maps(
         batches = list(_batches(groups, batch_size))
         pending = submit(batches[0])
         for b, (_, idx) in enumerate(batches):
-            tensors = [f.result() for f in pending]
+            loaded = []
+            for i, future in zip(idx, pending):
+                try:
+                    loaded.append((i, future.result()))
+                except (ValueError, OSError) as exc:  # decodes in the header, fails in the body
+                    store.failures[str(todo[i])] = str(exc)
             if b + 1 < len(batches):  # decode the next batch while the model runs
                 pending = submit(batches[b + 1])
-            batch = torch.stack(tensors).to(device)
-            with torch.inference_mode():
-                attn = extract(backbone, batch).attn
-            maps = torch.as_tensor(attn).float().mean(dim=1).cpu().numpy()
-            for i, m in zip(idx, maps):
-                store.put(todo[i], m, hws[i])
+            if loaded:
+                batch = torch.stack([tensor for _, tensor in loaded]).to(device)
+                with torch.inference_mode():
+                    attn = extract(backbone, batch).attn
+                maps = torch.as_tensor(attn).float().mean(dim=1).cpu().numpy()
+                for (i, _), m in zip(loaded, maps):
+                    store.put(todo[i], m, hws[i])
             done += len(idx)
             yield Progress(done, total, f"attention maps {done}/{total}")
     return store

@@ -108,6 +108,8 @@ class AttentionMapStore:
         self.size = int(size)
         self.memory_cache = bool(memory_cache)
         self._memo: dict[str, np.ndarray] = {}
+        #: images a computation skipped, path -> why (unreadable, odd shape): reported, not fatal
+        self.failures: dict[str, str] = {}
 
     @property
     def folder(self) -> Path:
