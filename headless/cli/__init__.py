@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -46,13 +47,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"dinoseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc))
     except (ValueError, FileNotFoundError, KeyError) as exc:
         # engine errors carry messages meant for users (ImageError, WeightsError, ...)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"dinoseg {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(msg))
+    except KeyboardInterrupt:
+        print(f"dinoseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        return _fail(args.command, "out of memory: use a smaller --size, fewer images at once, "
+                                   "or a machine with more memory")
+    except Exception as exc:  # noqa: BLE001 - anything else is still one line, not a traceback
+        if os.environ.get("DINOSEG_TRACEBACK") == "1":
+            raise
+        first = (str(exc).splitlines() or [""])[0][:300]
+        return _fail(args.command, f"{type(exc).__name__}: {first} "
+                                   "(set DINOSEG_TRACEBACK=1 to see the traceback)")
+
+
+def _fail(command: str, message: str) -> int:
+    """Every CLI failure: one line on stderr naming the command, exit code 2."""
+    line = " ".join(message.split()) or "failed"
+    print(f"dinoseg {command}: error: {line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
