@@ -57,9 +57,14 @@ def _run(args: argparse.Namespace) -> int:
         summary = get_job(spec.job).preflight(spec) or {}
         print(spec_to_yaml(spec), end="")
         for key, value in summary.items():
-            print(f"# {key}: {value}")
+            if key != "warnings":
+                print(f"# {key}: {value}")
+        for warning in summary.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     handle = launch(spec, runner=args.runner, runs_root=args.runs_root)
+    for warning in handle.info.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     where = f"pid {handle.process.pid}" if handle.process is not None else \
         f"SLURM job {handle.info.get('slurm_job_id')}"
     print(f"started run {handle.run_dir.name} ({args.runner}, {where})")

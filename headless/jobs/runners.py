@@ -120,10 +120,11 @@ def launch(
     run = get_runner(runner)
     spec = resolve_spec_paths(spec)
     run.check(spec)
-    if preflight:
-        get_job(spec.job).preflight(spec)
+    summary = (get_job(spec.job).preflight(spec) or {}) if preflight else {}
     run_dir = new_run_dir(spec, runs_root)
-    return run.start(run_dir, spec)
+    handle = run.start(run_dir, spec)
+    handle.info["warnings"] = list(summary.get("warnings", []))
+    return handle
 
 
 def resume(

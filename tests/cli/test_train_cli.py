@@ -102,3 +102,22 @@ def test_cancel_checkpoints_and_resume_finishes(env, capsys):
     resumed = [r["step"] for r in read_log(run_dir) if r["kind"] == "resume"]
     assert resumed == [stop[0]["step"]]
     assert json.loads((run_dir / "metrics.json").read_text())["step"] == 150
+
+
+def test_one_image_per_class_is_warned_before_the_run(env, capsys):
+    from PIL import Image
+
+    for cls in ("ant", "bee", "cat"):
+        (env / "tiny" / cls).mkdir(parents=True)
+        Image.new("RGB", (24, 24), (40 * len("ant" + cls), 0, 0)).save(env / "tiny" / cls / "1.png")
+    Image.new("RGB", (24, 24), (9, 9, 9)).save(env / "tiny" / "cat" / "2.png")
+    code = main(["train", "spec.yaml", "--dry-run", "--set", "data.root=tiny", "data.boxes="])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "warning: 2 of 3 classes have no validation image ('ant', 'bee')" in captured.err
+    assert "# n_val: 1" in captured.out
+
+    code = main(["train", "spec.yaml", "--dry-run", "--set", "data.root=tiny", "data.boxes=",
+                 "data.val_fraction=0"])
+    captured = capsys.readouterr()
+    assert code == 0 and "warning: no validation images" in captured.err

@@ -95,6 +95,8 @@ def run(
         torch.set_num_threads(spec.cpu_threads)
 
     plan = plan_data(spec)
+    for warning in plan.warnings():
+        log.append("message", message=f"warning: {warning}")
     split = plan.split
     classes = split.classes
     n_classes = len(classes)

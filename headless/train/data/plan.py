@@ -26,7 +26,22 @@ class DataPlan:
             "n_val": len(self.split.val),
             "split": self.split.how,
             "n_images_with_boxes": len(self.boxes),
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """What will not stop the run but makes its numbers mean less: said before it starts."""
+        split = self.split
+        if not split.val:
+            return [f"no validation images ({split.how}): accuracy will not be measured; add "
+                    "root/val, set data.val_root, or give every class two or more images"]
+        in_val = {label for _, label in split.val}
+        unseen = [c for i, c in enumerate(split.classes) if i not in in_val]
+        if not unseen:
+            return []
+        shown = ", ".join(repr(c) for c in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+        return [f"{len(unseen)} of {len(split.classes)} classes have no validation image "
+                f"({shown}): a class with one image is only trained on, never validated"]
 
 
 def plan_data(spec: Any) -> DataPlan:
