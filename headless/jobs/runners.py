@@ -79,11 +79,18 @@ def available_runners(spec: Any) -> dict[str, str | None]:
 
 
 def resolve_spec_paths(spec: Any, base: str | Path | None = None) -> Any:
-    """The spec with relative data / weights paths made absolute (the worker runs elsewhere)."""
+    """The spec with relative paths made absolute (the worker runs elsewhere).
+
+    Which fields are paths is said by the spec models themselves (``PATH`` /
+    ``PATH_OR_KEYWORD`` markers in :mod:`headless.jobs.spec`), in any nested section, so every
+    job type gets this without the runners knowing its fields.
+    """
+    from pydantic import BaseModel
+
     base = Path(base or os.getcwd())
 
-    def absolute(value: str | None, only_if_exists: bool = False) -> str | None:
-        if not value:
+    def absolute(value: Any, only_if_exists: bool) -> Any:
+        if not value or not isinstance(value, str):
             return value
         p = Path(value).expanduser()
         if p.is_absolute():
@@ -93,18 +100,19 @@ def resolve_spec_paths(spec: Any, base: str | Path | None = None) -> Any:
             return value  # a keyword such as "imagenet" or "official"
         return str(q)
 
-    data = spec.data.model_copy(update={
-        "root": absolute(spec.data.root), "val_root": absolute(spec.data.val_root),
-        "boxes": absolute(spec.data.boxes),
-    })
-    model = spec.model.model_copy(update={
-        "weights": absolute(spec.model.weights, only_if_exists=True),
-        "resumed_model": absolute(spec.model.resumed_model),
-    })
-    crop = spec.crop.model_copy(update={
-        "attention_weights": absolute(spec.crop.attention_weights, only_if_exists=True),
-    })
-    return spec.model_copy(update={"data": data, "model": model, "crop": crop})
+    def resolve(model: BaseModel) -> BaseModel:
+        update: dict[str, Any] = {}
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            how = extra.get("path")
+            if how:
+                update[name] = absolute(value, only_if_exists=how == "if_exists")
+            elif isinstance(value, BaseModel):
+                update[name] = resolve(value)
+        return model.model_copy(update=update)
+
+    return resolve(spec)
 
 
 def launch(

@@ -26,16 +26,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: Field markers for :func:`headless.jobs.runners.resolve_spec_paths`: a relative path is made
+#: absolute before the worker runs elsewhere; ``PATH_OR_KEYWORD`` only when such a file exists
+#: (else it is a keyword: "official", "imagenet", "random"). Every job's spec uses them, so the
+#: runners need no knowledge of any job's fields.
+PATH: dict[str, Any] = {"path": "always"}
+PATH_OR_KEYWORD: dict[str, Any] = {"path": "if_exists"}
+
+
 class DataConfig(_Strict):
     """Where the images and boxes are, and how they are batched."""
 
-    root: str = Field("", description="ImageFolder: one sub-folder per class")
+    root: str = Field("", description="ImageFolder: one sub-folder per class",
+                      json_schema_extra=PATH)
     val_root: str | None = Field(
-        None, description="validation ImageFolder; when empty, root/train + root/val or a split"
+        None, description="validation ImageFolder; when empty, root/train + root/val or a split",
+        json_schema_extra=PATH,
     )
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="held-out share when splitting")
     boxes: str | None = Field(
-        None, description="exported boxes (COCO .json, VOC .xml / folder, .csv, or JSON of Boxes)"
+        None, description="exported boxes (COCO .json, VOC .xml / folder, .csv, or JSON of Boxes)",
+        json_schema_extra=PATH,
     )
     image_size: int = Field(224, ge=8, description="training crop size (pixels)")
     batch_size: int = Field(32, ge=1, description="images per step and per process")
@@ -53,7 +64,8 @@ class CropConfig(_Strict):
     min_max: bool = Field(True, description="attention: min-max normalise before the softmax")
     sigma: float = Field(1.0, ge=0.0, description="attention: Gaussian smoothing (grid cells)")
     attention_backbone: str = Field("dinov2_vits14", description="attention: ViT for the maps")
-    attention_weights: str = Field("official", description="attention: official|random|file")
+    attention_weights: str = Field("official", description="attention: official|random|file",
+                                   json_schema_extra=PATH_OR_KEYWORD)
     attention_size: int = Field(224, ge=14, description="attention: ViT input (longer side)")
 
     @field_validator("scale", "ratio")
@@ -78,13 +90,15 @@ class ModelConfig(_Strict):
 
     type: str = Field("resnet50", description="resnet50|resnet18|test_resnet_tiny|<DINOv2 ViT>")
     weights: str | None = Field(
-        None, description="None/'random', 'imagenet' (resnet), 'official' (ViT) or a file"
+        None, description="None/'random', 'imagenet' (resnet), 'official' (ViT) or a file",
+        json_schema_extra=PATH_OR_KEYWORD,
     )
     ema_step: int = Field(0, ge=0, description="update the EMA every k steps; 0 = no EMA")
     ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
     freeze_backbone: bool = False
     train_cls: bool = Field(False, description="ViT: train only the CLS token (and the head)")
-    resumed_model: str | None = Field(None, description="initial weights from a saved model")
+    resumed_model: str | None = Field(None, description="initial weights from a saved model",
+                                      json_schema_extra=PATH)
 
 
 class OptConfig(_Strict):
@@ -172,8 +186,9 @@ class ClassifierSpec(_Strict):
         return self
 
 
-#: job name -> spec model; a new job type registers its model here.
-SPEC_TYPES: dict[str, type[BaseModel]] = {"classifier": ClassifierSpec}
+#: job name -> spec model, or ``"module:Class"`` for a job whose spec lives with its code (a
+#: training package importing ``headless.jobs.spec`` for the shared sections); imported on use.
+SPEC_TYPES: dict[str, type[BaseModel] | str] = {"classifier": ClassifierSpec}
 
 JobSpec = ClassifierSpec
 
@@ -189,11 +204,17 @@ def default_spec(job: str = "classifier") -> dict[str, Any]:
 
 def _model_for(job: str) -> type[BaseModel]:
     try:
-        return SPEC_TYPES[job]
+        model = SPEC_TYPES[job]
     except KeyError:
         raise SpecError(
             f"job: unknown job type {job!r}; known: {', '.join(sorted(SPEC_TYPES))}"
         ) from None
+    if isinstance(model, str):
+        import importlib
+
+        module, name = model.split(":")
+        model = getattr(importlib.import_module(module), name)
+    return model
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

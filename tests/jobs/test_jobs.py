@@ -300,3 +300,34 @@ def test_slurm_job_checkpoints_and_requeues_on_usr2(tmp_path):
     assert read_status(handle.run_dir)["slurm_job_id"] == str(handle.job.job_id)
     metrics = json.loads((handle.run_dir / "metrics.json").read_text())
     assert metrics["step"] == 80
+
+
+def test_path_markers_work_for_any_job_spec(tmp_path, monkeypatch):
+    """A new job type marks its path fields; the runners resolve them without knowing the job."""
+    from pydantic import BaseModel, Field
+
+    from headless.jobs.spec import PATH, PATH_OR_KEYWORD
+
+    class Inner(BaseModel):
+        folder: str = Field("", json_schema_extra=PATH)
+        label: str = "plain"
+
+    class OtherSpec(BaseModel):
+        job: str = "other"
+        pretext: Inner = Inner()
+        weights: str = Field("official", json_schema_extra=PATH_OR_KEYWORD)
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.pth").write_bytes(b"")
+    out = runners.resolve_spec_paths(OtherSpec(pretext=Inner(folder="imgs", label="x"),
+                                               weights="t.pth"))
+    assert out.pretext.folder == str(tmp_path / "imgs") and out.pretext.label == "x"
+    assert out.weights == str(tmp_path / "t.pth")
+    assert runners.resolve_spec_paths(OtherSpec()).weights == "official"
+
+
+def test_a_job_spec_can_be_registered_by_reference(monkeypatch):
+    from headless.jobs import spec as spec_mod
+
+    monkeypatch.setitem(spec_mod.SPEC_TYPES, "again", "headless.jobs.spec:ClassifierSpec")
+    assert spec_mod.default_spec("again") == spec_mod.default_spec("classifier")
