@@ -44,6 +44,8 @@ JOBS: dict[str, Job] = {
         "classifier", "headless.train.classifier.job:preflight",
         "headless.train.classifier.job:run",
     ),
+    "dino": Job("dino", "headless.train.ssl.job:preflight", "headless.train.ssl.job:run"),
+    "fgvc": Job("fgvc", "headless.train.fgvc.job:preflight", "headless.train.fgvc.job:run"),
 }
 
 

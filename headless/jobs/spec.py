@@ -188,7 +188,9 @@ class ClassifierSpec(_Strict):
 
 #: job name -> spec model, or ``"module:Class"`` for a job whose spec lives with its code (a
 #: training package importing ``headless.jobs.spec`` for the shared sections); imported on use.
-SPEC_TYPES: dict[str, type[BaseModel] | str] = {"classifier": ClassifierSpec}
+SPEC_TYPES: dict[str, type[BaseModel] | str] = {"classifier": ClassifierSpec,
+                                                "fgvc": "headless.train.fgvc.spec:FgvcSpec",
+                                                "dino": "headless.train.ssl.spec:DinoSpec"}
 
 JobSpec = ClassifierSpec
 

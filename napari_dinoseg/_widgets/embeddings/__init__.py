@@ -1,0 +1,1 @@
+"""Embedding explorer dock: a map of a folder's features, outliers and likely mislabels."""
