@@ -29,7 +29,11 @@ METHOD_TITLES = {
     "most": "MOST (several objects)",
     "dino": "DINO attention (seed 000)",
 }
-FEATURE_CHOICES = ("k", "q", "v")
+#: Features fed to LOST / TokenCut / MOST; "auto" = the backbone family's preset (k for DINO,
+#: centred patch tokens for DINOv2; see :mod:`headless.boxes.localize.handling`).
+FEATURE_CHOICES = ("auto", "k", "q", "v", "patch")
+#: Feature-handling presets: "auto" picks by backbone family.
+HANDLING_CHOICES = ("auto", "reference", "dinov2")
 
 ImageInput = str | Path | tuple[str, np.ndarray]
 
@@ -55,6 +59,7 @@ class BoxRun:
     empty: list[str] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     backbone: Any = None  # the loaded Backbone, so a front end can reuse it
+    settings: dict[str, Any] = field(default_factory=dict)  # resolved preset / features / params
 
 
 def image_size(image: np.ndarray) -> tuple[int, int]:
@@ -84,9 +89,10 @@ def localize_image(
     image: np.ndarray,
     method: str,
     *,
-    which: str = "k",
+    which: str = "auto",
     size: int | None = None,
     params: dict[str, Any] | None = None,
+    handling: str = "auto",
 ) -> list[Box]:
     """Boxes of one image, in its original pixel coordinates (empty: no foreground found)."""
     from headless.boxes.localize import localize
@@ -94,15 +100,35 @@ def localize_image(
 
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
-    if which not in FEATURE_CHOICES:
-        raise ValueError(f"features must be one of k, q, v; got {which!r}")
+    _check_choices(which, handling)
     wh = image_size(image)
     # float32 as the reference LOST / TokenCut / MOST runs (bf16 autocast changes their seeds)
     feats = extract_image(backbone, image, size=size, autocast=False)
     # the methods work in network-input pixels and map to the original size themselves
+    extra = {} if handling == "auto" else {"handling": handling}  # auto: localize's default
     boxes = localize(method, feats, index=0, which=which, orig_hw=(wh[1], wh[0]),
-                     **(params or {}))
+                     **extra, **(params or {}))
     return _clip_all(boxes, wh)
+
+
+def _check_choices(which: str, handling: str) -> None:
+    if which not in FEATURE_CHOICES:
+        raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}; got {which!r}")
+    if handling not in HANDLING_CHOICES:
+        raise ValueError(f"handling must be one of {', '.join(HANDLING_CHOICES)}; "
+                         f"got {handling!r}")
+
+
+def run_settings(backbone: Any, method: str, which: str = "auto", handling: str = "auto",
+                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a run resolves to (preset, features, centring, parameters), for metadata."""
+    from headless.boxes.localize import resolved_settings
+
+    family = getattr(getattr(backbone, "spec", None), "family", None)
+    out = resolved_settings(method, family, which, handling, **(params or {}))
+    out["backbone"] = getattr(backbone, "name", str(backbone))
+    out["weights"] = getattr(backbone, "weights_label", "")
+    return out
 
 
 def _name_and_array(item: ImageInput) -> tuple[str, Path | None, np.ndarray | None]:
@@ -120,20 +146,22 @@ def compute_boxes(
     weights: str | Path | None = "official",
     device: str = "cpu",
     size: int | None = None,
-    which: str = "k",
+    which: str = "auto",
     params: dict[str, Any] | None = None,
+    handling: str = "auto",
 ) -> ProgressGen[BoxRun]:
     """Progress generator: boxes for every image (paths, or ``(name, array)`` pairs).
 
     ``backbone`` is a name for :func:`headless.features.load_backbone` (loaded once, here) or an
     already loaded Backbone. ``size`` resizes each image so its longer side is ``size`` before
     the network (None: the original size, as LOST and TokenCut evaluate VOC); boxes always come
-    back in original-image pixels.
+    back in original-image pixels. ``which`` and ``handling`` default to the backbone family's
+    preset (DINO v1: the papers' settings; DINOv2: centred patch tokens, attention seeds); the
+    resolved choice is in ``BoxRun.settings``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
-    if which not in FEATURE_CHOICES:
-        raise ValueError(f"features must be one of k, q, v; got {which!r}")
+    _check_choices(which, handling)
     items = list(images)
     total = len(items) + 1
     if isinstance(backbone, str):
@@ -142,7 +170,8 @@ def compute_boxes(
 
         backbone = load_backbone(backbone, weights=weights, device=device)
     label = f"{getattr(backbone, 'name', '?')} ({getattr(backbone, 'weights_label', '?')})"
-    run = BoxRun(BoxSet(), method, label, backbone=backbone)
+    run = BoxRun(BoxSet(), method, label, backbone=backbone,
+                 settings=run_settings(backbone, method, which, handling, params))
     yield Progress(1, total, f"{method}: {len(items)} image(s)")
     for i, item in enumerate(items):
         name, path, arr = _name_and_array(item)
@@ -152,7 +181,8 @@ def compute_boxes(
             if arr is None:
                 arr = read_image(path)
             wh = image_size(arr)
-            boxes = localize_image(backbone, arr, method, which=which, size=size, params=params)
+            boxes = localize_image(backbone, arr, method, which=which, size=size, params=params,
+                                   handling=handling)
         except ValueError as exc:  # ImageError included: unreadable file, odd shape, too small
             run.failures[name] = str(exc)
             yield ImageBoxesProgress(i + 2, total, f"{name}: failed", image=name,

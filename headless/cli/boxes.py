@@ -40,11 +40,14 @@ def register(sub: Any) -> None:
     p.add_argument("--size", type=int, default=None,
                    help="resize so the longer side is N pixels (default: original size, as "
                         "the LOST/TokenCut VOC evaluations)")
-    p.add_argument("--which", default="k", choices=("k", "q", "v"),
-                   help="last-block features fed to the method (default k, as the papers)")
+    p.add_argument("--which", default="auto", choices=("auto", "k", "q", "v", "patch"),
+                   help="features fed to LOST/TokenCut/MOST: the last block's k/q/v or the "
+                        "final patch tokens; auto (default) = the backbone family's preset "
+                        "(k for DINO as the papers, centred patch tokens for DINOv2)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="method parameter, e.g. --param k_patches=100 --param tau=0.2 "
-                        "(values parsed as JSON when possible)")
+                   help="method parameter, e.g. --param k=100 --param tau=0.2 (values parsed "
+                        "as JSON when possible); --param handling=reference|dinov2|auto picks "
+                        "the feature-handling preset (default auto: by backbone family)")
     p.add_argument("--image-list", type=Path, default=None, metavar="FILE",
                    help="only the images named in FILE, one per line, by file name or stem "
                         "(e.g. VOC2007/ImageSets/Main/trainval.txt)")
@@ -118,7 +121,7 @@ def filter_images(images: list[Path], names: list[str], list_file: Path) -> list
 
 def _run_boxes(args: argparse.Namespace) -> int:
     from headless.boxes import write_boxes
-    from headless.boxes.compute import ImageBoxesProgress, compute_boxes
+    from headless.boxes.compute import HANDLING_CHOICES, ImageBoxesProgress, compute_boxes
     from headless.boxes.curation import BoxCuration
     from headless.images import expand_inputs
     from headless.progress import run_with_tqdm
@@ -134,10 +137,16 @@ def _run_boxes(args: argparse.Namespace) -> int:
     if args.size is not None and args.size <= 0:
         raise CommandError(f"--size must be positive, got {args.size}")
     params = parse_params(args.param)
+    handling = str(params.pop("handling", "auto"))
+    if handling not in HANDLING_CHOICES:
+        raise CommandError(f"--param handling= must be one of {', '.join(HANDLING_CHOICES)}, "
+                           f"got {handling!r}")
     paths = {p.name: p for p in images}
 
     gen = compute_boxes(images, args.method, backbone=args.backbone, weights=args.weights,
-                        device=args.device, size=args.size, which=args.which, params=params)
+                        device=args.device, size=args.size, which=args.which, params=params,
+                        handling=handling)
+    settings: dict[str, Any] = {}
 
     def saving(g):  # --project: store each result the moment it exists
         result = None
@@ -149,19 +158,32 @@ def _run_boxes(args: argparse.Namespace) -> int:
                     BoxCuration.for_image(path).save_automatic(
                         item.image, item.boxes, item.size, args.method,
                         details={"backbone": args.backbone, "which": args.which,
-                                 "size": args.size, "params": params})
+                                 "size": args.size, "params": params,
+                                 "settings": settings})
                 yield item
         except StopIteration as stop:
             result = stop.value
         return result
 
+    if args.project:  # resolve the settings before the first image is saved
+        from headless.boxes.compute import run_settings
+        from headless.features.backbones import get_spec
+
+        spec = get_spec(args.backbone)
+        settings.update(run_settings(_Named(args.backbone, spec), args.method, args.which,
+                                     handling, params))
     run = run_with_tqdm(saving(gen) if args.project else gen, desc=f"boxes ({args.method})",
                         disable=args.quiet)
     written = write_boxes(args.out, run.boxset, args.format)
+    meta = write_settings(args.out, {**run.settings, "size": args.size,
+                                     "n_images": len(run.boxset.images)})
     n_img = len(run.boxset.images)
     print(f"{run.boxset.n_boxes} box(es) on {n_img} image(s) with {run.method}, "
           f"{run.backbone_label} -> {args.out}" + (f" ({len(written)} files)"
                                                    if len(written) > 1 else ""))
+    print(f"settings: handling={run.settings.get('handling')}, "
+          f"features={run.settings.get('which')}, centre={run.settings.get('centre')} "
+          f"-> {meta}")
     if run.empty:
         print(f"no foreground found (no box) in {len(run.empty)} image(s): "
               + ", ".join(run.empty), file=sys.stderr)
@@ -173,6 +195,29 @@ def _run_boxes(args: argparse.Namespace) -> int:
     if run.failures and not n_img:
         return 2
     return 0
+
+
+class _Named:
+    """A stand-in with a backbone's name and spec, to resolve settings before loading it."""
+
+    def __init__(self, name: str, spec: Any) -> None:
+        self.name, self.spec, self.weights_label = name, spec, ""
+
+
+def settings_path(out: Path) -> Path:
+    """Where a run's settings go: beside the output (``boxes.json`` -> ``boxes.json.meta.json``,
+    a VOC folder ``voc/`` -> ``voc.meta.json``)."""
+    out = Path(out)
+    return out.with_name(out.name.rstrip("/") + ".meta.json")
+
+
+def write_settings(out: Path, settings: dict[str, Any]) -> Path:
+    """Write a run's resolved settings (preset, features, centring, parameters) as JSON."""
+    from headless.store import atomic_write_json
+
+    path = settings_path(out)
+    atomic_write_json(path, settings)
+    return path
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
 def register(sub: Any) -> None:
     from headless.segment.crf import CRFParams
     from headless.segment.probe.training import TrainParams
+    from headless.segment.workflow.feature_source import DEFAULT_SCALE, DEFAULT_VIT_WEIGHT
 
     c, t = CRFParams(), TrainParams()
     p = sub.add_parser(
@@ -59,7 +60,18 @@ def register(sub: Any) -> None:
     v.add_argument("--backbone", default=None, help="backbone name (default dinov2_vits14_reg)")
     v.add_argument("--weights", default="official",
                    help="'official' (cache folder), 'random' (untrained, tests) or a file")
-    v.add_argument("--size", type=int, default=None, help="resize the longer side for the ViT")
+    v.add_argument("--size", type=int, default=None,
+                   help="the ViT sees the image with this longer side (overrides --scale)")
+    v.add_argument("--scale", type=float, default=None,
+                   help=f"ViT input scale: the ViT sees the image this many times its size "
+                        f"(default {DEFAULT_SCALE:g}: 14 px patches are coarse for micrographs; "
+                        "1 = native)")
+    v.add_argument("--upsample", choices=("bilinear", "nearest-exact"), default=None,
+                   help="HR-Dv2: how each copy's patch tokens reach full resolution (default "
+                        "bilinear; nearest-exact is the reference's)")
+    v.add_argument("--vit-weight", type=float, default=None, dest="vit_weight",
+                   help=f"hybrid: weight of the ViT channels against the classical ones after "
+                        f"standardisation, for the linear probe (default {DEFAULT_VIT_WEIGHT:g})")
     v.add_argument("--shifts", type=int, choices=(0, 4, 8), default=None,
                    help="HR-Dv2 shift directions (default 4)")
     v.add_argument("--flips", action="store_true", default=None, help="HR-Dv2: also flips")
@@ -125,7 +137,8 @@ def _run(args: Any) -> int:
         n_estimators=args.trees, max_depth=args.max_depth or None, seed=args.seed,
     )
     vit_opts = {"backbone": args.backbone, "size": args.size, "shifts": args.shifts,
-                "flips": args.flips, "stride": args.stride}
+                "flips": args.flips, "stride": args.stride, "scale": args.scale,
+                "vit_weight": args.vit_weight, "upsample": args.upsample}
     probe = None
     if args.probe:
         probe = load_probe(args.probe)

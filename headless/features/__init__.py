@@ -1,5 +1,5 @@
-"""Features: the backbone registry and its weights, one forward (tokens, CLS, q/k/v, attention),
-HR-Dv2 and its invertible transforms, the classical filter bank, dense features and the views.
+"""Features: the backbone registry and its weights (three key layouts, position-embedding rules),
+one forward, HR-Dv2, the classical filter bank, dense features, views, foreground and clusters.
 
 Names are re-exported lazily (``from headless.features import extract``); importing the package
 loads neither torch nor timm. Modules inside the package import each other by full path.
@@ -30,6 +30,10 @@ _EXPORTS = {
     **dict.fromkeys(("classical_features", "classical_feature_names"), "classical"),
     **dict.fromkeys(("dense_features", "dense_pca_rgb", "mode_options"), "dense"),
     **dict.fromkeys(("FeatureViews", "feature_views"), "views"),
+    **dict.fromkeys(("foreground", "foreground_from_features"), "foreground"),
+    **dict.fromkeys(("cluster_pixels", "semantic_clusters"), "clusters"),
+    **dict.fromkeys(("read_state_dict", "hf_to_official", "official_to_hf"), "layouts"),
+    **dict.fromkeys(("resize_official", "set_pos_resize"), "posembed"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

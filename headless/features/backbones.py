@@ -6,10 +6,14 @@ architecture and the official download address. Weights come from one of three p
 ``"official"``
     The facebookresearch checkpoint, looked up in the cache folder (``$DINOSEG_CACHE`` or torch
     hub's ``checkpoints`` folder, where ``torch.hub`` puts them) and in the Hugging Face cache of
-    the timm port; downloaded into the cache when missing and a network is reachable.
+    the timm and transformers ports (``models--facebook--dinov2-small/snapshots/<rev>/``);
+    downloaded into the cache when missing and a network is reachable.
 a file path
     A local ``.pth`` / ``.pt`` / ``.safetensors`` in the official facebookresearch layout (also a
-    full training checkpoint with a ``teacher`` entry) or in timm's layout.
+    full training checkpoint with a ``teacher`` entry), timm's layout or transformers' layout
+    (:mod:`headless.features.layouts`).
+
+Position embeddings follow the official resizing by default (:mod:`headless.features.posembed`).
 ``"random"``
     Explicitly untrained, for tests and demos; every output names it "random (untrained)".
 
@@ -24,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headless.downloads import random_hint
+from headless.features.layouts import WeightsError, read_state_dict, to_official
+from headless.features.posembed import POS_RESIZE, set_pos_resize
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DINO_URL = "https://dl.fbaipublicfiles.com/dino"
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
-
-
-class WeightsError(FileNotFoundError):
-    """Weights that cannot be found or read; the message says which file, from where, to where."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     url: str | None = None
     hf_hub_id: str | None = None  # timm's port on the Hugging Face hub (looked up in its cache)
+    hf_model_id: str | None = None  # transformers' port (facebook/dinov2-*), also looked up
     img_size: int = 224  # size of the pretrained position-embedding grid
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +81,7 @@ def _dinov2(size: str, dim: int, heads: int, depth: int, reg: bool) -> BackboneS
         name=f"{stem}{'_reg' if reg else ''}", family="dinov2", timm_arch=arch, patch_size=14,
         embed_dim=dim, num_heads=heads, depth=depth, num_registers=4 if reg else 0,
         url=f"{DINOV2_URL}/{stem}/{fname}", hf_hub_id=f"timm/{arch}.lvd142m", img_size=518,
+        hf_model_id=f"facebook/dinov2-{'with-registers-' if reg else ''}{long}",
     )
 
 
@@ -151,6 +157,13 @@ class Backbone:
     weights_label: str
 
     @property
+    def pos_resize(self) -> str:
+        """How position embeddings are resized: ``"official"`` or ``"timm"``."""
+        from headless.features.posembed import pos_resize_of
+
+        return pos_resize_of(self.model)
+
+    @property
     def patch_size(self) -> int:
         return self.spec.patch_size
 
@@ -177,48 +190,12 @@ def create_model(spec: BackboneSpec) -> Any:
     return timm.create_model(spec.timm_arch, pretrained=False, **common, **spec.model_kwargs)
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
-    """Tensors of a checkpoint file without executing pickled code."""
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return dict(load_file(str(path)))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(
-            f"cannot read weights file {path}: {type(exc).__name__}: {exc}. Checkpoints are "
-            "loaded without executing pickled code; save a plain state dict of tensors."
-        ) from exc
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return obj
-
-
-def _unwrap(sd: dict[str, Any]) -> dict[str, Any]:
-    """Official training checkpoints nest the backbone: {'teacher': {'module.backbone.x': ...}}."""
-    for key in ("teacher", "model", "state_dict"):
-        if key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if sd and all(k.startswith("module.") for k in sd):  # DistributedDataParallel wrapper
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    if any(k.startswith("backbone.") for k in sd):  # MultiCropWrapper: backbone + head
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
-    # drop heads of DINO training checkpoints (projection heads live outside the backbone)
-    return {k: v for k, v in sd.items() if not k.startswith(("head.", "dino_head.", "ibot_head."))}
-
-
 def load_state_dict_into(model: Any, sd: dict[str, Any], source: str) -> None:
-    """Load an official or timm-layout state dict, resampling position embeddings as needed."""
+    """Load an official, timm or transformers-layout state dict into a timm ViT."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     try:
-        sd = checkpoint_filter_fn(_unwrap(dict(sd)), model)
+        sd = checkpoint_filter_fn(to_official(sd), model)
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatches
         raise WeightsError(
@@ -234,19 +211,33 @@ def load_state_dict_into(model: Any, sd: dict[str, Any], source: str) -> None:
         )
 
 
-def _hf_cached_file(spec: BackboneSpec) -> Path | None:
-    """The timm port's weights in the Hugging Face cache, if they are there (no network)."""
-    if not spec.hf_hub_id:
-        return None
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
     hf_home = Path(os.environ.get("HF_HOME", Path("~/.cache/huggingface").expanduser()))
-    hub = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub"))
-    repo = hub / ("models--" + spec.hf_hub_id.replace("/", "--")) / "snapshots"
-    if not repo.is_dir():
-        return None
-    for snap in sorted(repo.iterdir(), reverse=True):
-        for fname in ("model.safetensors", "pytorch_model.bin"):
-            if (snap / fname).is_file():
-                return snap / fname
+    return Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub"))
+
+
+def _hf_cached_file(spec: BackboneSpec) -> Path | None:
+    """Weights of the timm or transformers port in the Hugging Face cache (no network).
+
+    The snapshot named by ``refs/main`` wins; otherwise the most recently written one.
+    """
+    for repo_id in (spec.hf_hub_id, spec.hf_model_id):
+        if not repo_id:
+            continue
+        repo = hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
+        snaps = repo / "snapshots"
+        if not snaps.is_dir():
+            continue
+        ref = repo / "refs" / "main"
+        order = sorted(snaps.iterdir(), key=lambda d: d.stat().st_mtime, reverse=True)
+        if ref.is_file():
+            main = snaps / ref.read_text().strip()
+            order = [main] + [d for d in order if d != main]
+        for snap in order:
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                if (snap / fname).is_file():
+                    return snap / fname
     return None
 
 
@@ -256,9 +247,11 @@ def official_weights_path(spec: BackboneSpec, download: bool | None = None) -> P
     ``download`` defaults to true unless ``DINOSEG_OFFLINE=1``. Raises :class:`WeightsError`
     naming the file, its address and the cache folder when the weights cannot be had.
     """
+    from headless.downloads import download_to, downloads_allowed, missing_weights_message
+
     if not spec.url:
         raise WeightsError(
-            f"{spec.name} has no official weights; use weights='random' or a local file"
+            f"{spec.name} has no official weights; use {random_hint()} or a local file"
         )
     target = cache_dir() / spec.filename
     if target.is_file():
@@ -266,8 +259,6 @@ def official_weights_path(spec: BackboneSpec, download: bool | None = None) -> P
     hf = _hf_cached_file(spec)
     if hf is not None:
         return hf
-    from headless.downloads import download_to, downloads_allowed
-
     if download is None:
         download = downloads_allowed()
     reason = "offline mode (DINOSEG_OFFLINE=1)"
@@ -276,39 +267,67 @@ def official_weights_path(spec: BackboneSpec, download: bool | None = None) -> P
             return download_to(spec.url, target)
         except Exception as exc:
             reason = f"download failed ({type(exc).__name__}: {exc})"
-    raise WeightsError(
-        f"weights for {spec.name} not found: {reason}. Download {spec.url} and save it as "
-        f"{target} (set DINOSEG_CACHE to use another folder), or pass a local checkpoint file, "
-        "or use weights='random' for an untrained model."
-    )
+    raise WeightsError(missing_weights_message(spec.name, spec.url, target, reason))
+
+
+def default_pos_resize(spec: BackboneSpec) -> str:
+    """``"official"`` for the DINO / DINOv2 backbones, ``"timm"`` for the test architectures."""
+    return "timm" if spec.family == "test" else "official"
+
+
+def _weights_name(path: Path) -> str:
+    """``dinov2_vits14_pretrain.pth``, or ``facebook/dinov2-small`` for a Hugging Face snapshot."""
+    parts = path.parts
+    if "snapshots" in parts:
+        repo = parts[parts.index("snapshots") - 1]
+        if repo.startswith("models--"):
+            return repo[len("models--"):].replace("--", "/")
+    return path.name
 
 
 def load_backbone(
-    name: str, weights: str | Path | None = "official", device: str = "cpu"
+    name: str, weights: str | Path | None = "official", device: str = "cpu",
+    pos_resize: str | None = None,
 ) -> Backbone:
-    """Build ``name`` and load its weights (``"official"``, ``"random"`` or a file path)."""
-    import torch
+    """Build ``name`` and load its weights (``"official"``, ``"random"`` or a file path).
 
+    ``pos_resize`` picks how position embeddings follow the image size: ``"official"`` (the
+    facebookresearch code; default for DINO / DINOv2) or ``"timm"`` (default for the test
+    architectures); see :mod:`headless.features.posembed`.
+    """
     spec = get_spec(name)
-    device = resolve_device(device)
-    model = create_model(spec)
+    pos_resize = pos_resize or default_pos_resize(spec)
+    if pos_resize not in POS_RESIZE:
+        raise ValueError(f"unknown position-embedding resize {pos_resize!r}; choose "
+                         f"{' or '.join(POS_RESIZE)}")
+    # Find the weights before importing torch or building anything: a missing file or an
+    # offline machine fails in a blink, not after the model is built.
+    path: Path | None = None
     if weights is None or str(weights) == "official":
         if spec.family == "test":
             raise WeightsError(
-                f"{name} is a test architecture without official weights; use weights='random' "
+                f"{name} is a test architecture without official weights; use {random_hint()} "
                 "or a local file"
             )
         path = official_weights_path(spec)
-        load_state_dict_into(model, read_state_dict(path), str(path))
-        label = f"official ({path.name})"
-    elif str(weights) == "random":
+        label = f"official ({_weights_name(path)})"
+    elif str(weights) != "random":
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise WeightsError(f"{path}: no such weights file (give a checkpoint, 'official' or "
+                               f"{random_hint()})")
+        label = f"file ({path.name})"
+    device = resolve_device(device)
+    import torch
+
+    if path is None:
         torch.manual_seed(0)  # same untrained model every time: results are reproducible
         model = create_model(spec)
         label = "random (untrained)"
     else:
-        path = Path(weights).expanduser()
+        model = create_model(spec)
         load_state_dict_into(model, read_state_dict(path), str(path))
-        label = f"file ({path.name})"
+    set_pos_resize(model, pos_resize, spec.family, spec.num_registers)
     model.eval().requires_grad_(False).to(device)
     return Backbone(spec=spec, model=model, device=device, weights_label=label)
 
@@ -317,7 +336,10 @@ def resolve_device(device: str | None) -> str:
     """``"auto"`` -> CUDA when available; asking for CUDA without a GPU is a clear error."""
     import torch
 
-    device = (device or "auto").lower()
+    device = (device or "auto").strip().lower()
+    if not (device in ("auto", "cpu", "cuda", "mps") or
+            (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ValueError(f"unknown device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -49,6 +49,7 @@ class Features:
     orig_hw: tuple[int, int] = (0, 0)  # size of the original image
     weights_label: str = ""
     notes: list[str] = field(default_factory=list)
+    family: str = ""  # the backbone family ("dino", "dinov2", "test"): picks box-method presets
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -179,6 +180,7 @@ def extract(backbone: Backbone, batch: torch.Tensor, autocast: bool = True) -> F
         input_hw=input_hw,
         orig_hw=input_hw,
         weights_label=backbone.weights_label,
+        family=str(getattr(getattr(backbone, "spec", None), "family", "") or ""),
     )
 
 
@@ -235,20 +237,23 @@ def split_batch(f: Features, index: int) -> Features:
     return Features(
         patch=f.patch[sl], cls=f.cls[sl], q=f.q[sl], k=f.k[sl], v=f.v[sl], attn=f.attn[sl],
         grid=f.grid, patch_size=f.patch_size, input_hw=f.input_hw, orig_hw=f.orig_hw,
-        weights_label=f.weights_label, notes=list(f.notes),
+        weights_label=f.weights_label, notes=list(f.notes), family=f.family,
     )
 
 
-def attention_mask(attn: Any, keep: float = 0.6) -> np.ndarray:
+def attention_mask(attn: Any, keep: float = 0.6, clean_max: bool = False) -> np.ndarray:
     """DINO's mask: per map, the smallest set of patches holding ``keep`` of the attention mass.
 
     Works on ``(..., h, w)``; each map is normalised to sum 1, values are sorted in decreasing
     order and patches are kept while the cumulative mass before them is below ``keep`` (so the
-    kept mass is the first to reach ``keep``).
+    kept mass is the first to reach ``keep``). ``clean_max`` first applies seed 000's cleaning
+    (:func:`clean_max_outlier`), so DINO's single outlier patch cannot hold the kept mass alone.
     """
     a = np.asarray(attn.detach().cpu().numpy() if hasattr(attn, "detach") else attn, np.float64)
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must lie in (0, 1], got {keep}")
+    if clean_max:
+        a = clean_max_outlier(a)
     shape = a.shape
     flat = a.reshape(-1, shape[-2] * shape[-1])
     total = flat.sum(axis=1, keepdims=True)
@@ -261,6 +266,19 @@ def attention_mask(attn: Any, keep: float = 0.6) -> np.ndarray:
     mask = np.zeros_like(keep_sorted)
     np.put_along_axis(mask, order, keep_sorted, axis=1)
     return mask.reshape(shape)
+
+
+def clean_max_outlier(attn: Any) -> np.ndarray:
+    """Seed 000's cleaning of ``(..., h, w)`` maps: each map's (first) maximum is replaced by
+    the mean of its other values (float64 copy)."""
+    a = np.array(attn.detach().cpu().numpy() if hasattr(attn, "detach") else attn, np.float64)
+    shape = a.shape
+    flat = a.reshape(-1, shape[-2] * shape[-1])
+    if flat.shape[1] > 1:
+        k = flat.argmax(axis=1)
+        rows = np.arange(flat.shape[0])
+        flat[rows, k] = (flat.sum(axis=1) - flat[rows, k]) / (flat.shape[1] - 1)
+    return flat.reshape(shape)
 
 
 def fit_pca_map(x: Any, n_components: int = 3) -> tuple[np.ndarray, np.ndarray]:

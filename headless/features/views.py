@@ -1,8 +1,10 @@
-"""The maps a user looks at: attention (mean and per head), DINO's mask and PCA-RGB views.
+"""The maps a user looks at: attention (mean and per head), DINO's mask, PCA-RGB views, and
+optionally a foreground mask (:mod:`.foreground`) and semantic clusters (:mod:`.clusters`).
 
 One engine function, :func:`feature_views`, serves the napari dock and ``dinoseg features``.
 Grid maps stay at patch resolution (napari lays them over the image with ``scale`` and
-``translate``); dense modes (bilinear, HR-Dv2, classical, hybrid) add a full-resolution PCA view.
+``translate``); dense modes (bilinear, HR-Dv2, classical, hybrid) add a full-resolution PCA view;
+the foreground and the clusters are at the image's resolution.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from headless.progress import Progress, ProgressGen
 
 if TYPE_CHECKING:  # pragma: no cover
     from headless.features.backbones import Backbone
+    from headless.features.clusters import Clusters
+    from headless.features.foreground import Foreground
 
 DENSE_MODES = ("bilinear", "hr", "classical", "hybrid")
 MODES = ("patch", *DENSE_MODES)
@@ -43,6 +47,8 @@ class FeatureViews:
     dense_pca: np.ndarray | None = None  # (H, W, 3) at image resolution for dense modes
     notes: list[str] = field(default_factory=list)
     features: Features | None = None
+    foreground: Foreground | None = None
+    clusters: Clusters | None = None
 
     def arrays(self) -> dict[str, Any]:
         """Arrays for an NPZ file (plain types only, so it loads without pickle)."""
@@ -56,6 +62,12 @@ class FeatureViews:
             out["dense_pca"] = self.dense_pca
         if self.features is not None:
             out["cls"] = self.features.cls[0].numpy()
+        if self.foreground is not None:
+            out["foreground"] = self.foreground.mask
+            out["foreground_score"] = self.foreground.score
+            out["foreground_method"] = np.asarray(self.foreground.method)
+        if self.clusters is not None:
+            out["clusters"] = self.clusters.labels
         return out
 
 
@@ -69,13 +81,29 @@ def feature_views(
     mode: str = "patch",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     dense_options: dict[str, Any] | None = None,
+    foreground: str | None = None,
+    foreground_options: dict[str, Any] | None = None,
+    clusters: int = 0,
+    cluster_options: dict[str, Any] | None = None,
 ) -> ProgressGen[FeatureViews]:
-    """Compute the views of one image, yielding progress; returns :class:`FeatureViews`."""
+    """Compute the views of one image, yielding progress; returns :class:`FeatureViews`.
+
+    ``foreground`` (``"pca"`` / ``"attention"``) adds a foreground mask from the same forward
+    (options: :func:`headless.features.foreground.foreground`); ``clusters=k`` adds k semantic
+    clusters of ``mode``'s dense features (options: :func:`~.clusters.semantic_clusters`; with
+    ``cluster_options={"foreground_only": True}`` only the foreground is clustered).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown feature mode {mode!r}; choose one of {', '.join(MODES)}")
     if backbone is None:
         raise ValueError("no backbone loaded: choose a backbone and weights first")
-    steps = 2 if mode == "patch" else 3
+    copts = dict(cluster_options or {})
+    fg_only = bool(copts.pop("foreground_only", False))
+    if fg_only and not foreground:
+        raise ValueError("clustering the foreground only needs a foreground method")
+    if clusters and int(clusters) < 2:
+        raise ValueError(f"the number of clusters must be at least 2, got {clusters}")
+    steps = 2 + (mode != "patch") + bool(foreground) + bool(clusters)
     yield Progress(0, 100 * steps, f"{backbone.name}: forward pass")
     feats = extract_image(backbone, image, size=size, max_tokens=max_tokens)
     yield Progress(100, 100 * steps, "attention and PCA")
@@ -99,6 +127,21 @@ def feature_views(
         views.dense_pca = yield from _relabel(
             dense_pca_rgb(image, mode, backbone, size=size, **(dense_options or {})), 2, steps
         )
+    step = 2 + (mode != "patch")
+    if foreground:
+        from headless.features.foreground import foreground as foreground_gen
+
+        views.foreground = yield from _relabel(foreground_gen(
+            backbone, image, method=foreground, size=size, feats=feats,
+            **(foreground_options or {})), step, steps)
+        step += 1
+    if clusters:
+        from headless.features.clusters import semantic_clusters
+
+        dense = {**(dense_options or {}), "size": size} if mode != "classical" else {}
+        views.clusters = yield from _relabel(semantic_clusters(
+            backbone, image, k=int(clusters), mode=mode, dense_options=dense,
+            foreground_mask=views.foreground.mask if fg_only else None, **copts), step, steps)
     yield Progress(100 * steps, 100 * steps, "done")
     return views
 

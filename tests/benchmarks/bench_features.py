@@ -5,12 +5,17 @@ alike; the ratio engine / timm (images per second) must be >= 0.95: getting q/k/
 attention must cost almost nothing.
 
     python tests/benchmarks/bench_features.py [--backbone dinov2_vits14] [--size 224] [--batch 8]
+        [--weights FILE|random|official] [--pos-resize official|timm]
+
+Weights default to the real DINOv2 ViT-S/14 in ../shared/weights when it is there (loaded through
+the user's ``--weights FILE`` path), else random: cost does not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -25,9 +30,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--pos-resize", default=None, choices=("official", "timm"))
     args = ap.parse_args()
 
-    bb = load_backbone(args.backbone, "random", device=args.device)
+    shared = (Path(__file__).resolve().parents[3] / "shared" / "weights"
+              / "dinov2_vits14_imgfocus.safetensors")
+    weights = args.weights or (str(shared) if shared.is_file() and args.backbone ==
+                               "dinov2_vits14" else "random")
+    bb = load_backbone(args.backbone, weights, device=args.device, pos_resize=args.pos_resize)
     x = torch.randn(args.batch, 3, args.size, args.size)
     xd = x.to(bb.device)
     use_amp = bb.device.startswith("cuda")
@@ -55,7 +66,8 @@ def main() -> None:
             f()
             sync()
             times[name].append(time.perf_counter() - t0)
-    print(f"{args.backbone} (random weights), {args.batch} x {args.size}px, device {bb.device}, "
+    print(f"{args.backbone} ({bb.weights_label}, {bb.pos_resize} position resizing), "
+          f"{args.batch} x {args.size}px, device {bb.device}, "
           f"torch threads {torch.get_num_threads()}, {args.rounds} interleaved rounds")
     med = {}
     for name, ts in times.items():

@@ -408,3 +408,122 @@ def test_non_multiple_image_size_end_to_end():
         assert box.xyxy() == expected
     assert [b.xyxy() for b in most(feats, grid, 16, image_hw)] == [expected]
     assert math.isclose(expected[2] - expected[0], 90.0)
+
+
+# --------------------------------------------------------------------------- feature handling
+
+
+def test_family_presets_keep_dino_v1_exactly_and_adapt_dinov2():
+    from headless.boxes.localize.handling import DINOV2, REFERENCE, resolve_handling
+
+    assert resolve_handling("auto", "dino") is REFERENCE
+    assert resolve_handling("auto", "test") is REFERENCE
+    assert resolve_handling("auto", None) is REFERENCE
+    assert resolve_handling("auto", "dinov2") is DINOV2
+    assert resolve_handling("reference", "dinov2") is REFERENCE
+    assert REFERENCE.which == "k" and REFERENCE.centre == "none" and not REFERENCE.method_params
+    with pytest.raises(ValueError, match="handling must be one of"):
+        resolve_handling("dinov3")
+    # DINO v1 features through localize("auto") == the reference functions on the raw keys
+    block = (5, 10, 4, 9)
+    k = planted(blocks=(block,), seed=3) + 2.0  # a shared offset the reference keeps
+    feats = _features(np.zeros_like(k)[None], k[None], np.zeros_like(k)[None],
+                      np.full((1, 2, 20, 20), 1.0 / 400))
+    feats.family = "dino"
+    for method, fn in (("lost", lost), ("tokencut", tokencut), ("most", most)):
+        assert localize(method, feats) == fn(k, GRID, P, IMAGE)
+
+
+def test_centring_removes_the_shared_component_exactly():
+    from headless.boxes.localize.handling import centre_tokens
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8)).astype(np.float32) + 5.0
+    c = centre_tokens(x, "mean")
+    np.testing.assert_allclose(c, x - x.mean(0), atol=1e-6)
+    p = centre_tokens(x, "project")
+    u = x.mean(0) / np.linalg.norm(x.mean(0))
+    np.testing.assert_allclose(p @ u, 0.0, atol=1e-4)
+    np.testing.assert_allclose(p - x, -np.outer(x @ u, u), atol=1e-4)
+    assert centre_tokens(x, "none") is x
+    with pytest.raises(ValueError, match="centre must be"):
+        centre_tokens(x, "median")
+
+
+def test_artifact_tokens_are_found_and_inpainted_from_their_neighbours():
+    from headless.boxes.localize.handling import artifact_tokens, inpaint
+
+    rng = np.random.default_rng(1)
+    grid = (6, 7)
+    x = rng.normal(size=(42, 4)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[0] *= 10.0  # a corner artifact
+    x[3 * 7 + 3] *= 10.0  # an interior one
+    bad = artifact_tokens(np.linalg.norm(x, axis=1))
+    assert np.flatnonzero(bad).tolist() == [0, 24]
+    y = inpaint(x, bad, grid)
+    np.testing.assert_allclose(y[0], x[[1, 7, 8]].mean(0), atol=1e-6)
+    nb = [16, 17, 18, 23, 25, 30, 31, 32]
+    np.testing.assert_allclose(y[24], x[nb].mean(0), atol=1e-6)
+    np.testing.assert_array_equal(np.delete(y, [0, 24], 0), np.delete(x, [0, 24], 0))
+
+
+def test_shared_component_breaks_the_reference_and_centring_restores_it():
+    # a planted object plus a large shared offset: every product positive, as DINOv2's keys
+    block = (5, 10, 4, 9)
+    k = planted(blocks=(block,), noise=0.05, seed=4) + 3.0
+    assert (k @ k.T > 0).all()
+    (ref,) = lost(k, GRID, P, IMAGE)
+    assert ref.xyxy() == (0.0, 0.0, 320.0, 320.0)  # the whole image
+    attn = np.full((1, 2, 20, 20), 1e-4)
+    attn[0, :, 6:9, 5:8] = 0.05
+    feats = _features(np.zeros_like(k)[None], k[None], np.zeros_like(k)[None], attn)
+    feats.patch = torch.from_numpy(k.reshape(1, 20, 20, -1))
+    feats.family = "dinov2"
+    for method in ("lost", "tokencut"):
+        (box,) = localize(method, feats)
+        assert box.xyxy() == block_box(block), method
+    assert block_box(block) in [b.xyxy() for b in localize("most", feats)]
+
+
+def test_attention_seed_and_side_options():
+    block = (12, 18, 2, 9)  # larger object
+    k = planted(blocks=(block,), seed=5)
+    att = np.full(GRID, 1e-3)
+    att[13:17, 3:8] = 1.0
+    (box,) = lost(k, GRID, P, IMAGE, seed="attention", attention=att, k=50,
+                  mask_threshold=0.1)
+    assert box.xyxy() == block_box(block)
+    (box,) = tokencut(k, GRID, P, IMAGE, foreground="attention", attention=att)
+    assert box.xyxy() == block_box(block)
+    # attention on the background flips TokenCut's side to the background component
+    att_bg = np.where(att > 0.5, 1e-3, 1.0)
+    (bg,) = tokencut(k, GRID, P, IMAGE, foreground="attention", attention=att_bg)
+    assert bg.xyxy() == (0.0, 0.0, 320.0, 320.0)
+    with pytest.raises(ValueError, match="attention"):
+        lost(k, GRID, P, IMAGE, seed="attention")
+    with pytest.raises(ValueError, match="foreground must be"):
+        tokencut(k, GRID, P, IMAGE, foreground="border")
+
+
+def test_most_attention_pool_filter_drops_the_unattended_object():
+    blocks = ((2, 7, 2, 7), (12, 18, 11, 17))
+    k = planted(blocks=blocks, seed=1)
+    both = sorted(b.xyxy() for b in most(k, GRID, P, IMAGE))
+    assert both == sorted(block_box(b) for b in blocks)
+    att = np.full(GRID, 1e-3)
+    att[12:18, 11:17] = 1.0
+    kept = most(k, GRID, P, IMAGE, pool_filter="attention", seed="attention", attention=att)
+    assert [b.xyxy() for b in kept] == [block_box(blocks[1])]
+
+
+def test_resolved_settings_name_the_preset_features_and_parameters():
+    from headless.boxes.localize import resolved_settings
+
+    s = resolved_settings("lost", "dinov2")
+    assert (s["handling"], s["which"], s["centre"]) == ("dinov2", "patch", "mean")
+    assert s["params"]["seed"] == "attention" and s["params"]["k"] == 50
+    assert resolved_settings("most", "dinov2")["which"] == "k"
+    r = resolved_settings("tokencut", "dino", which="q", tau=0.3)
+    assert (r["handling"], r["which"], r["centre"], r["params"]["tau"]) == (
+        "reference", "q", "none", 0.3)

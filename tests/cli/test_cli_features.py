@@ -62,14 +62,88 @@ def test_missing_weights_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     assert "dino_deitsmall16_pretrain.pth" in r.stderr and "https://" in r.stderr
 
 
-@pytest.mark.parametrize("name", ["dinov2_vits14", "dino_vits8"])
-def test_console_script_help_lists_backbones(name):
+def test_help_points_at_a_command_that_exists_and_it_lists_backbones(tmp_path, monkeypatch,
+                                                                     capsys):
     r = subprocess.run(["dinoseg", "features", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "--backbone" in r.stdout
-    from headless.features.backbones import list_backbones
+    assert "--list" not in r.stdout and "dinoseg backbones" in r.stdout
+    # one official checkpoint in the cache: listed as cached, the others not
+    monkeypatch.setenv("DINOSEG_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    (tmp_path / "dino_deitsmall8_pretrain.pth").write_bytes(b"x")
+    assert main(["backbones"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:-1]}
+    assert "cached: " + str(tmp_path / "dino_deitsmall8_pretrain.pth") in lines["dino_vits8"]
+    assert "not cached" in lines["dinov2_vits14"] and lines["dinov2_vits14"].split()[1] == "14"
+    assert "none" in lines["test_dino_tiny16"] and lines["test_dino_tiny16"].split()[1] == "16"
+    assert main(["backbones", "--json"]) == 0
+    import json
 
-    assert name in list_backbones()
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"dinov2_vits14_reg", "dino_vitb8"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clusters", "1"], "--clusters must be at least 2"),
+    (["--foreground-only", "--clusters", "3"], "--foreground-only needs --foreground"),
+    (["--crf"], "--crf needs --foreground"),
+    (["--colour-weight", "-1", "--clusters", "2"], "must not be negative"),
+    (["--pos-resize", "nearest"], "invalid choice"),
+])
+def test_bad_options_fail_in_one_line_before_loading(tmp_path, capsys, args, message):
+    _img(tmp_path / "a.png")
+    try:
+        code = main(["features", str(tmp_path / "a.png"), "--backbone", "dinov2_vitg14",
+                     "--weights", "random", "--out", str(tmp_path / "o"), *args])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_foreground_and_clusters_are_written(tmp_path):
+    _img(tmp_path / "a.png", (56, 84, 3))
+    out = tmp_path / "out"
+    code = main(["features", str(tmp_path / "a.png"), "--backbone", "test_dinov2_tiny14_reg",
+                 "--weights", "random", "--foreground", "pca", "--crf", "--clusters", "3",
+                 "--colour-weight", "0.5", "--foreground-only", "--mode", "bilinear",
+                 "--pos-resize", "official", "--out", str(out), "--quiet"])
+    assert code == 0
+    with np.load(out / "a.npz") as z:
+        fg, cl = z["foreground"], z["clusters"]
+        assert fg.shape == (56, 84) and set(np.unique(fg)) <= {0, 1}
+        assert str(z["foreground_method"]) == "pca" and z["foreground_score"].shape == (56, 84)
+        assert np.all(cl[fg == 0] == 0) and set(np.unique(cl[fg == 1])) <= {1, 2, 3}
+    assert Image.open(out / "a_foreground.png").size == (84, 56)
+    assert Image.open(out / "a_clusters.png").mode == "RGB"
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pos_resize"] == "official"
+    assert 0 <= summary["images"]["a.png"]["foreground_fraction"] <= 1
+
+
+def test_real_weights_through_the_cli(tmp_path, shared_weights, shared_data):
+    """``--weights FILE`` with the real DINOv2 on a raccoon photo: the foreground overlaps the
+    annotated box far more than its area share."""
+    from headless.boxes.formats.voc import read_voc
+
+    photo = shared_data / "raccoon_voc" / "images" / "raccoon-1.jpg"
+    out = tmp_path / "out"
+    code = main(["features", str(photo), "--backbone", "dinov2_vits14", "--weights",
+                 str(shared_weights), "--size", "224", "--foreground", "attention",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    box = read_voc(shared_data / "raccoon_voc" / "annotations").boxes["raccoon-1.jpg"][0]
+    with np.load(out / "raccoon-1.npz") as z:
+        assert str(z["weights"]) == f"file ({shared_weights.name})"
+        fg = z["foreground"].astype(bool)
+    inside = np.zeros_like(fg)
+    inside[int(box.y0):int(box.y1), int(box.x0):int(box.x1)] = True
+    share = (fg & inside).sum() / fg.sum()
+    assert share > inside.mean() + 0.1 and share > 0.9
 
 
 @pytest.mark.parametrize("mode", ["hr", "classical"])

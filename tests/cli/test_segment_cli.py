@@ -91,3 +91,32 @@ def test_user_errors_exit_2_with_one_line(shared_data, tmp_path, capsys):
     assert "skipped 4.jpg" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["segment", str(d / "3.tif"), "--out", str(tmp_path)])  # neither source given
+
+
+def test_feature_knobs_are_flags_recorded_in_the_probe(shared_data, tmp_path):
+    """--scale / --vit-weight / --upsample reach the probe metadata and --probe reapplies them."""
+    from headless.segment.probe import load_probe
+
+    d = shared_data / "scribbles"
+    img = np.squeeze(tifffile.imread(d / "1.tif"))[40:180, 20:160]
+    scr = read_labels(d / "1_labels.tif")[40:180, 20:160]
+    tifffile.imwrite(tmp_path / "im.tif", img)
+    tifffile.imwrite(tmp_path / "scr.tif", scr)
+    out, probe = tmp_path / "out", tmp_path / "p.npz"
+    vit = ["--backbone", "test_dinov2_tiny14_reg", "--weights", "random"]
+    rc = main(["segment", str(tmp_path / "im.tif"), "--scribbles", str(tmp_path / "scr.tif"),
+               "--features", "hybrid", "--scale", "1.5", "--vit-weight", "0.5", "--upsample",
+               "nearest-exact", *vit, "--save-probe", str(probe), "--out", str(out), "--quiet"])
+    assert rc == 0
+    p = load_probe(probe)
+    assert p.kind == "linear"  # hybrid's default probe
+    o = p.meta.feature_options
+    assert (o["scale"], o["vit_weight"], o["upsample"]) == (1.5, 0.5, "nearest-exact")
+    first = tifffile.imread(out / "im_labels.tif")
+    rc = main(["segment", str(tmp_path / "im.tif"), "--probe", str(probe), "--weights", "random",
+               "--out", str(tmp_path / "again"), "--quiet"])
+    assert rc == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "again" / "im_labels.tif"), first)
+    rc = main(["segment", str(tmp_path / "im.tif"), "--probe", str(probe), "--weights", "random",
+               "--scale", "2", "--out", str(tmp_path / "x"), "--quiet"])
+    assert rc == 2  # the probe was trained at scale 1.5

@@ -143,3 +143,38 @@ def test_cuda_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         load_backbone("test_dino_tiny16", "random", device="cuda")
+
+
+@pytest.mark.parametrize("prefix", ["", "dinov2."])
+def test_transformers_layout_with_registers_round_trips(tmp_path, prefix):
+    """Runs without ../shared: a tiny DINOv2-with-registers in transformers' key layout."""
+    from safetensors.torch import save_file
+
+    from headless.features.layouts import hf_to_official, official_to_hf
+
+    ref = load_backbone("test_dinov2_tiny14_reg", "random")
+    for p in ref.model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    official = to_official_state_dict(ref.model, ref.spec)
+    hf = {prefix + k: v for k, v in official_to_hf(official).items()}
+    assert prefix + "embeddings.register_tokens" in hf
+    assert prefix + "encoder.layer.1.attention.attention.value.bias" in hf
+    back = hf_to_official(hf)
+    assert set(back) == set(official)
+    for k in official:
+        assert torch.equal(back[k], official[k]), k
+    save_file({k: v.contiguous() for k, v in hf.items()}, str(tmp_path / "m.safetensors"))
+    loaded = load_backbone("test_dinov2_tiny14_reg", tmp_path / "m.safetensors")
+    img = np.random.default_rng(0).random((60, 75, 3)).astype(np.float32)
+    torch.testing.assert_close(extract_image(ref, img).patch, extract_image(loaded, img).patch,
+                               atol=0, rtol=0)
+
+
+def test_model_with_official_resizing_pickles():
+    import pickle
+
+    bb = load_backbone("test_dino_tiny16", "random", pos_resize="official")
+    clone = pickle.loads(pickle.dumps(bb.model))
+    assert type(clone).__name__ == "OfficialVisionTransformer"
+    x = torch.randn(1, 3, 80, 96)
+    torch.testing.assert_close(clone.forward_features(x), bb.model.forward_features(x))

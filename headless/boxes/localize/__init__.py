@@ -9,6 +9,11 @@ unpadded image whose grid is ``(ceil(H/p), ceil(W/p))``) and, when given ``orig_
 original image's ``(H, W)``), scale each axis by ``orig / input`` so the returned boxes are in
 original-image pixels, as :class:`headless.boxes.Box` requires.
 
+Feature handling: :mod:`headless.boxes.localize.handling` holds the per-family presets
+(``handling="auto"``: DINO v1 keeps the papers' settings exactly, DINOv2 gets centred patch tokens
+and attention seeds). :func:`localize` applies the preset and :func:`resolved_settings` says what
+was used, for every output's metadata.
+
 torch is imported inside the functions that need it; importing this package does not load it.
 """
 
@@ -17,7 +22,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from headless.boxes.localize._grid import to_numpy
 from headless.boxes.localize.dino_attention import dino_attention_boxes
+from headless.boxes.localize.handling import (
+    PRESETS,
+    Handling,
+    artifact_tokens,
+    centre_tokens,
+    clean_attention,
+    inpaint,
+    resolve_handling,
+)
 from headless.boxes.localize.lost import lost
 from headless.boxes.localize.most import most
 from headless.boxes.localize.tokencut import tokencut
@@ -36,13 +53,40 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 _ALIASES = {"dino_attention": "dino", "attention": "dino", "ncut": "tokencut"}
 
+#: Features LOST / TokenCut / MOST can be fed; "auto" = the family preset's choice.
+WHICH_CHOICES: tuple[str, ...] = ("auto", "k", "q", "v", "patch")
+
+
+def resolved_settings(
+    method: str, family: str | None, which: str = "auto", handling: str | Handling = "auto",
+    **params: Any,
+) -> dict[str, Any]:
+    """What :func:`localize` will use: preset, features, centring, artifacts and parameters.
+
+    The dictionary goes into every output's metadata so a box can be traced to its settings.
+    """
+    name = _ALIASES.get(method.lower(), method.lower())
+    h = resolve_handling(handling, family)
+    merged = {**DEFAULTS.get(name, {}), **h.method_params.get(name, {}), **params}
+    preset_which = merged.pop("which", h.which)
+    return {
+        "method": name,
+        "family": family or "",
+        "handling": h.preset,
+        "which": "attn" if name == "dino" else (preset_which if which == "auto" else which),
+        "centre": "none" if name == "dino" else h.centre,
+        "artifacts": h.artifacts,
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()},
+    }
+
 
 def localize(
     method: str,
     features: Any,
     index: int = 0,
-    which: str = "k",
+    which: str = "auto",
     *,
+    handling: str | Handling = "auto",
     orig_hw: Sequence[int] | None = None,
     **params: Any,
 ) -> list[Box]:
@@ -54,9 +98,12 @@ def localize(
             ``(B, h*w, D)``, ``attn`` ``(B, heads, h, w)``, ``grid``, ``patch_size``,
             ``input_hw``).
         index: which image of the batch.
-        which: ``"k"`` (the references' default), ``"q"`` or ``"v"``: the last block's keys,
-            queries or values fed to LOST / MOST / TokenCut. Ignored by ``"dino"``, which uses
-            ``attn``.
+        which: ``"k"`` (the references' choice), ``"q"`` or ``"v"``: the last block's keys,
+            queries or values fed to LOST / MOST / TokenCut; ``"patch"`` the final-norm patch
+            tokens; ``"auto"`` (default) the preset's (``k`` for DINO, ``patch`` for DINOv2).
+            Ignored by ``"dino"``, which uses ``attn``.
+        handling: ``"auto"`` (from ``features.family``), ``"reference"`` or ``"dinov2"`` (see
+            :mod:`headless.boxes.localize.handling`); explicit ``params`` override the preset's.
         orig_hw: ``(H, W)`` of the original image when the features were computed on a resized
             copy; boxes are mapped back to it. ``None`` = boxes in ``features.input_hw`` pixels.
         **params: the method's parameters (see :data:`DEFAULTS` and each function).
@@ -68,27 +115,52 @@ def localize(
     name = _ALIASES.get(method.lower(), method.lower())
     if name not in METHODS:
         raise ValueError(f"unknown localisation method {method!r}; choose from {METHODS}")
-    if which not in ("q", "k", "v"):
-        raise ValueError(f"which must be 'q', 'k' or 'v', got {which!r}")
+    if which not in WHICH_CHOICES:
+        raise ValueError(f"which must be one of {', '.join(WHICH_CHOICES)}, got {which!r}")
+    h = resolve_handling(handling, getattr(features, "family", None) or None)
+    params = {**h.method_params.get(name, {}), **params}
+    preset_which = params.pop("which", h.which)  # a preset may pick features per method
+    which = preset_which if which == "auto" else which
     grid = tuple(int(v) for v in features.grid)
     patch_size = int(features.patch_size)
     image_hw = tuple(int(v) for v in features.input_hw)
 
-    if name == "dino":
-        attn = features.attn
-        if attn is None:
-            raise ValueError("these features hold no attention maps; 'dino' needs features.attn")
+    attn = features.attn
+    needs_attention = name == "dino" or "attention" in (
+        params.get("seed"), params.get("foreground"), params.get("pool_filter"))
+    if needs_attention and attn is None:
+        raise ValueError(f"these features hold no attention maps; {name!r} with these settings "
+                         "needs features.attn")
+    tokens = None
+    if name != "dino":
+        tokens = getattr(features, which)
+        if tokens is None:
+            raise ValueError(f"these features hold no {which!r} tokens")
+        _check_index(index, tokens.shape[0])
+        tokens = to_numpy(tokens[index]).astype(np.float32)
+        tokens = tokens.reshape(grid[0] * grid[1], -1) if tokens.ndim == 3 else tokens
+    else:
         _check_index(index, attn.shape[0])
-        return dino_attention_boxes(
-            attn[index], patch_size, image_hw, orig_hw=orig_hw, **params
-        )
+    heads = to_numpy(attn[index]).astype(np.float64) if attn is not None else None
 
-    tokens = getattr(features, which)
-    if tokens is None:
-        raise ValueError(f"these features hold no {which!r} tokens (last-block {which})")
-    _check_index(index, tokens.shape[0])
+    if h.artifacts == "inpaint" and getattr(features, "patch", None) is not None:
+        patch = to_numpy(features.patch[index])
+        norms = np.linalg.norm(patch.reshape(-1, patch.shape[-1]), axis=1)
+        bad = artifact_tokens(norms)
+        if bad.any() and bad.size == grid[0] * grid[1]:
+            if tokens is not None:
+                tokens = inpaint(tokens, bad, grid)
+            if heads is not None:
+                flat = heads.reshape(heads.shape[0], -1).T
+                heads = inpaint(flat, bad, grid).T.reshape(heads.shape)
+
+    if name == "dino":
+        return dino_attention_boxes(heads, patch_size, image_hw, orig_hw=orig_hw, **params)
+    if needs_attention:
+        params["attention"] = clean_attention(heads.mean(axis=0))
+    tokens = centre_tokens(tokens, h.centre)
     function = {"lost": lost, "most": most, "tokencut": tokencut}[name]
-    return function(tokens[index], grid, patch_size, image_hw, orig_hw=orig_hw, **params)
+    return function(tokens, grid, patch_size, image_hw, orig_hw=orig_hw, **params)
 
 
 def _check_index(index: int, batch: int) -> None:
@@ -99,6 +171,11 @@ def _check_index(index: int, batch: int) -> None:
 __all__ = [
     "DEFAULTS",
     "METHODS",
+    "PRESETS",
+    "WHICH_CHOICES",
+    "Handling",
+    "resolve_handling",
+    "resolved_settings",
     "dino_attention_boxes",
     "localize",
     "lost",

@@ -53,6 +53,7 @@ def dino_attention_boxes(
     *,
     heads: str | int = "mean",
     component: str = "all",
+    clean_max: bool = False,
     orig_hw: Sequence[int] | None = None,
 ) -> list[Box]:
     """One box from a CLS attention map, or ``[]`` when the map holds no attention.
@@ -69,6 +70,8 @@ def dino_attention_boxes(
             an ``int`` uses that head only (LOST's ``dino_seg`` baseline uses head 0).
         component: ``"all"`` uses every foreground patch (the seed's rule); ``"largest"`` only the
             largest 4-connected component (LOST's ``dino_seg`` baseline).
+        clean_max: seed 000's cleaning first: each map's (first) maximum, DINO's outlier patch,
+            is replaced by the mean of its other values (``heads="mean"``: of the mean map).
         orig_hw: ``(H, W)`` of the original image; boxes are scaled from the input to it.
 
     Returns:
@@ -91,6 +94,13 @@ def dino_attention_boxes(
         return []
     arr = np.clip(arr, 0.0, None)  # softmax output; guard against tiny negative noise
 
+    if clean_max:
+        from headless.boxes.localize.handling import clean_attention
+
+        if isinstance(heads, str) and heads == "mean":
+            arr = clean_attention(arr.mean(axis=0))[None]
+        else:
+            arr = np.stack([clean_attention(a) for a in arr])
     if isinstance(heads, str) and heads == "mean":
         weights = arr.mean(axis=0)
         if weights.sum() <= 0:

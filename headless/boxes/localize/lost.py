@@ -9,12 +9,19 @@ Steps, as in valeoai/LOST ``object_discovery.py``:
 4. seed expansion: among the ``k`` lowest-degree patches keep those positively correlated with
    the seed, and sum their rows of ``A`` into a map ``M``;
 5. the box of the 4-connected component of ``M > 0`` that holds the seed.
+
+Options for features where the degree says nothing (DINOv2, see
+:mod:`headless.boxes.localize.handling`): ``seed="attention"`` takes the peak of the (cleaned)
+CLS attention as the seed and the ``k`` most attended patches as the expansion set, and
+``mask_threshold`` keeps ``M > mask_threshold * max(M)`` instead of ``M > 0``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from headless.boxes.localize._grid import (
     as_tokens,
@@ -57,6 +64,9 @@ def lost(
     k: int = 100,
     *,
     tie_break: str = "reference",
+    seed: str = "degree",
+    attention: Any = None,
+    mask_threshold: float = 0.0,
     orig_hw: Sequence[int] | None = None,
 ) -> list[Box]:
     """LOST's single box, or ``[]`` when the seed has no positive correlation (e.g. zero features).
@@ -70,6 +80,11 @@ def lost(
             clipped to it.
         k: number of lowest-degree patches considered for the seed expansion (paper: 100).
         tie_break: ``"reference"`` (default, the reference's unstable argsort) or ``"stable"``.
+        seed: ``"degree"`` (the reference) or ``"attention"``: the seed is the most attended
+            patch of ``attention`` and the expansion set its ``k`` most attended patches.
+        attention: ``(h, w)`` CLS attention (cleaned by the caller), needed by
+            ``seed="attention"``.
+        mask_threshold: keep ``M > mask_threshold * max(M)`` (0 = the reference's ``M > 0``).
         orig_hw: ``(H, W)`` of the original image; boxes are scaled from the input to it.
 
     Returns:
@@ -85,18 +100,35 @@ def lost(
     n = tokens.shape[0]
     if n == 0 or k < 1:
         return []
+    if seed not in ("degree", "attention"):
+        raise ValueError(f"seed must be 'degree' or 'attention', got {seed!r}")
+    h, w = (int(v) for v in grid)
     F = torch.from_numpy(tokens)
     with torch.no_grad():
         A = F @ F.T
         order, degree = degree_order(A, tie_break)
-        seed = int(order[0])
-        potentials = order[:k]
-        similars = potentials[A[seed, potentials] > 0.0]
+        if seed == "attention":
+            if attention is None:
+                raise ValueError("seed='attention' needs the CLS attention map (attention=...)")
+            att = np.asarray(attention, dtype=np.float64).reshape(-1)
+            if att.shape[0] != n:
+                raise ValueError(f"attention has {att.shape[0]} values for {n} tokens")
+            by_attention = torch.from_numpy(np.argsort(-att, kind="stable").copy())
+            seed_index = int(by_attention[0])
+            potentials = by_attention[:k]
+        else:
+            seed_index = int(order[0])
+            potentials = order[:k]
+        similars = potentials[A[seed_index, potentials] > 0.0]
         M = A[similars, :].sum(dim=0)
-    h, w = (int(v) for v in grid)
-    component = seed_component((M > 0).numpy().reshape(h, w), seed)
+        cut = float(mask_threshold) * float(M.max()) if mask_threshold > 0 else 0.0
+    mask = (M > cut).numpy().reshape(h, w)
+    component = seed_component(mask, seed_index)
+    if component is None and seed == "attention" and mask.any():
+        # the seed fell below the threshold: take the component of the strongest response
+        component = seed_component(mask, int(M.argmax()))
     if component is None:
         return []
     xyxy = component_box(component, patch_size, image_hw)
-    score = 1.0 - float(degree[seed]) / max(n - 1, 1)
+    score = 1.0 - float(degree[seed_index]) / max(n - 1, 1)
     return [make_box(xyxy, score=score, source="lost", image_hw=image_hw, orig_hw=orig_hw)]

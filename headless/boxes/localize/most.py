@@ -20,6 +20,11 @@ Steps, as in rssaketh/MOST ``object_discovery.py``:
 5. boxes with a side of 16 px or less, an area of 256 px^2 or less, or an area of 90 % of the
    input image or more are dropped (in network-input pixels, before mapping to ``orig_hw``).
 
+For DINOv2 features (:mod:`headless.boxes.localize.handling`) two options use the CLS attention:
+``pool_filter="attention"`` drops pools whose mean attention is below the image's mean (background
+pools also pass the entropy test there; if none is above it, the most attended pool is kept), and
+``seed="attention"`` seeds each pool at its most attended token.
+
 The entropy counts distinct float values, so results depend on dtype and device: everything here
 runs in float32 on the CPU, which is what to compare against.
 """
@@ -130,6 +135,9 @@ def most(
     ks: Sequence[int] = DEFAULT_KS,
     dbscan_eps: float = 2.0,
     filter_boxes: bool = True,
+    seed: str = "degree",
+    pool_filter: str = "none",
+    attention: Any = None,
     orig_hw: Sequence[int] | None = None,
 ) -> list[Box]:
     """MOST's boxes (zero or more), one per pool that yields a box passing the size filter.
@@ -144,6 +152,11 @@ def most(
         ks: pooling filter sizes of the box-counting analysis (paper: 1..5).
         dbscan_eps: cityblock radius joining foreground tokens into a pool (paper: 2).
         filter_boxes: ``False`` keeps the boxes the reference would drop as trivial.
+        seed: ``"degree"`` (the reference: the pool's first lowest-degree token) or
+            ``"attention"`` (the pool's most attended token).
+        pool_filter: ``"none"`` (the reference) or ``"attention"``: keep only pools whose mean
+            attention is at least the image's mean attention.
+        attention: ``(h, w)`` CLS attention, needed by the two attention options.
         orig_hw: ``(H, W)`` of the original image; boxes are scaled from the input to it.
 
     Returns:
@@ -156,10 +169,21 @@ def most(
     check_geometry(grid, patch_size, image_hw)
     if not ks or any(int(k) < 1 for k in ks):
         raise ValueError(f"ks must be positive pooling sizes, got {tuple(ks)}")
+    if seed not in ("degree", "attention"):
+        raise ValueError(f"seed must be 'degree' or 'attention', got {seed!r}")
+    if pool_filter not in ("none", "attention"):
+        raise ValueError(f"pool_filter must be 'none' or 'attention', got {pool_filter!r}")
     tokens = as_tokens(feats, grid)
     n = tokens.shape[0]
     if n == 0:
         return []
+    att = None
+    if seed == "attention" or pool_filter == "attention":
+        if attention is None:
+            raise ValueError("the attention options of MOST need the CLS attention map")
+        att = np.asarray(attention, dtype=np.float64).reshape(-1)
+        if att.shape[0] != n:
+            raise ValueError(f"attention has {att.shape[0]} values for {n} tokens")
     h, w = (int(v) for v in grid)
     F = torch.from_numpy(tokens)
     with torch.no_grad():
@@ -173,13 +197,21 @@ def most(
         positive.fill_diagonal_(0)
         degree = (positive > 0).sum(dim=1).numpy()
 
+        pools = list(range(int(labels.max()) + 1))
+        if pool_filter == "attention":
+            means = [att[seeds[labels == pool]].mean() for pool in pools]
+            kept = [pool for pool, m in zip(pools, means) if m >= att.mean()]
+            pools = kept or [pools[int(np.argmax(means))]]  # none above: the most attended
         boxes: list[Box] = []
-        for pool in range(int(labels.max()) + 1):
+        for pool in pools:
             members = seeds[labels == pool]
-            seed = int(members[np.argmin(degree[members])])  # first of the lowest degree
-            similar = members[(A[seed, torch.from_numpy(members)] > 0).numpy()]
+            if seed == "attention":
+                pool_seed = int(members[np.argmax(att[members])])
+            else:
+                pool_seed = int(members[np.argmin(degree[members])])  # first of the lowest degree
+            similar = members[(A[pool_seed, torch.from_numpy(members)] > 0).numpy()]
             mask = A[torch.from_numpy(similar), :].sum(dim=0)
-            component = seed_component((mask > 0).numpy().reshape(h, w), seed)
+            component = seed_component((mask > 0).numpy().reshape(h, w), pool_seed)
             if component is None:
                 continue
             xyxy = component_box(component, patch_size, image_hw)

@@ -9,6 +9,10 @@ Steps, as in YangtaoWANG95/TokenCut ``object_discovery.py`` (``ncut``):
 4. bipartition by the vector's mean; the foreground is the side holding the patch of largest
    ``|x|`` (the seed), flipping the vector's sign if needed;
 5. the box of the 4-connected component of the foreground that holds the seed.
+
+``foreground="attention"`` (DINOv2, see :mod:`headless.boxes.localize.handling`) takes as
+foreground the side with the higher mean CLS attention instead, and as seed its patch of largest
+``|x|``: on DINOv2 features the largest ``|x|`` often lies on a small background region.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def tokencut(
     *,
     binary_graph: bool = True,
     solver: str = "standard",
+    foreground: str = "max_abs",
+    attention: Any = None,
     orig_hw: Sequence[int] | None = None,
 ) -> list[Box]:
     """TokenCut's single box, or ``[]`` when there are fewer than two tokens.
@@ -94,6 +100,9 @@ def tokencut(
         eps: weight of non-edges (1e-5), keeping the graph connected.
         binary_graph: ``False`` = the paper's ablation using similarities as weights.
         solver: ``"standard"`` or ``"generalized"`` (see :func:`second_eigenvector`).
+        foreground: ``"max_abs"`` (the reference: the side of the largest ``|x|``) or
+            ``"attention"`` (the side of higher mean ``attention``, an ``(h, w)`` CLS map).
+        attention: the CLS attention map ``foreground="attention"`` needs.
         orig_hw: ``(H, W)`` of the original image; boxes are scaled from the input to it.
 
     Returns:
@@ -102,16 +111,33 @@ def tokencut(
         disconnected groups, lower as the cut crosses more edges.
     """
     check_geometry(grid, patch_size, image_hw)
+    if foreground not in ("max_abs", "attention"):
+        raise ValueError(f"foreground must be 'max_abs' or 'attention', got {foreground!r}")
     tokens = as_tokens(feats, grid)
     n = tokens.shape[0]
     if n < 2:
         return []
+    att = None
+    if foreground == "attention":
+        if attention is None:
+            raise ValueError("foreground='attention' needs the CLS attention map (attention=...)")
+        att = np.asarray(attention, dtype=np.float64).reshape(-1)
+        if att.shape[0] != n:
+            raise ValueError(f"attention has {att.shape[0]} values for {n} tokens")
     graph = token_graph(tokens, tau=tau, eps=eps, binary=binary_graph)
     lam, vec = second_eigenvector(graph, solver=solver)
-    foreground = vec > vec.mean()
-    seed = int(np.argmax(np.abs(vec)))
-    if not foreground[seed]:
-        foreground = ~foreground
+    side = vec > vec.mean()
+    if att is not None:
+        if side.all() or not side.any():
+            side = np.ones(n, dtype=bool)
+        elif att[~side].mean() > att[side].mean():
+            side = ~side
+        seed = int(np.argmax(np.where(side, np.abs(vec), -1.0)))
+    else:
+        seed = int(np.argmax(np.abs(vec)))
+        if not side[seed]:
+            side = ~side
+    foreground = side
     h, w = (int(v) for v in grid)
     component = seed_component(foreground.reshape(h, w), seed)
     if component is None:  # cannot happen: the seed is on the foreground side by construction

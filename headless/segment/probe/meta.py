@@ -12,6 +12,9 @@ from typing import Any
 FORMAT = "napari-dinoseg probe"  # the ``format`` field of a probe file's metadata
 FORMAT_VERSION = 1
 CLASSIFIERS = ("linear", "rf")
+# Feature options added after probes were first saved, with the value every older probe was
+# computed with: a probe file without the key means that value (so old probes still apply).
+LEGACY_OPTIONS: dict[str, Any] = {"scale": 1.0, "vit_weight": 1.0, "upsample": "nearest-exact"}
 
 
 class ProbeError(ValueError):

@@ -19,6 +19,7 @@ import numpy as np
 from headless.segment.probe.meta import (
     FORMAT,
     FORMAT_VERSION,
+    LEGACY_OPTIONS,
     ProbeError,
     ProbeMeta,
     ProbeMismatchError,
@@ -76,6 +77,8 @@ class Probe:
         if feature_options is not None and not problems:  # options only matter for one mode
             for key in sorted(set(m.feature_options) | set(feature_options)):
                 a, b = m.feature_options.get(key), feature_options.get(key)
+                if key not in m.feature_options and key in feature_options:
+                    a = LEGACY_OPTIONS.get(key)  # saved before the option existed
                 if _jsonable(a) != _jsonable(b):
                     problems.append(f"feature option '{key}': probe {a!r}, features {b!r}")
         if problems:

@@ -35,11 +35,16 @@ class TrainParams:
 def train_probe(
     x: np.ndarray, y: np.ndarray, meta: ProbeMeta, classifier: str = "linear",
     params: TrainParams | None = None, previous: Probe | None = None,
+    channel_weights: np.ndarray | None = None,
 ) -> Probe:
     """Fit a probe on feature rows ``x`` (N, D) with class indices ``y`` (N,) in 0..C-1.
 
     ``previous``: a probe of the same kind, classes and dimension whose weights start the fit
     (warm start; live retraining after each stroke converges in a few iterations).
+    ``channel_weights`` (D,) > 0 multiply the standardised channels of the linear probe
+    (``z = w (x - mean) / std``; stored as ``std / w``, so a saved probe reapplies them): a
+    block weighted below 1 costs more of the L2 penalty per unit of logit. The forest splits on
+    thresholds, which scaling does not change, so it ignores them.
     """
     if classifier not in CLASSIFIERS:
         raise ProbeError(f"unknown classifier {classifier!r}; choose one of {CLASSIFIERS}")
@@ -61,9 +66,14 @@ def train_probe(
         )
     if not np.all(np.isfinite(x)):
         raise ProbeError("the features contain NaN or infinite values")
+    if channel_weights is not None:
+        channel_weights = np.asarray(channel_weights, np.float32).reshape(-1)
+        if channel_weights.shape != (x.shape[1],) or not np.all(np.isfinite(channel_weights)) \
+                or np.any(channel_weights <= 0):
+            raise ProbeError(f"channel weights must be {x.shape[1]} positive numbers")
     x, y = subsample_per_class(x, y, params.max_per_class, params.seed)
     if classifier == "linear":
-        return _train_linear(x, y, meta, params, previous)
+        return _train_linear(x, y, meta, params, previous, channel_weights)
     return _train_forest(x, y, meta, params)
 
 
@@ -97,7 +107,7 @@ def _class_weights(y: np.ndarray, n_classes: int, balance: bool) -> np.ndarray:
 
 def _train_linear(
     x: np.ndarray, y: np.ndarray, meta: ProbeMeta, params: TrainParams,
-    previous: Probe | None,
+    previous: Probe | None, channel_weights: np.ndarray | None = None,
 ) -> LinearProbe:
     import warnings
 
@@ -109,6 +119,8 @@ def _train_linear(
     std = x.std(axis=0).astype(np.float32)
     std = np.where(std > 1e-6 * max(float(std.max()), 1e-12), std, 1.0).astype(np.float32)
     std = np.where(std > 0, std, 1.0).astype(np.float32)
+    if channel_weights is not None:
+        std = (std / channel_weights).astype(np.float32)
     z = (x - mean) / std
     present = np.unique(y)
     est = None

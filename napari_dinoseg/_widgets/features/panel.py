@@ -26,6 +26,7 @@ from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.layer_picking import ImageLayerPicker
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 from napari_dinoseg._widgets.common.workers import WorkerSlot
+from napari_dinoseg._widgets.features.outputs import foreground_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -70,6 +71,26 @@ class FeaturesWidget(QWidget):
         self.shifts_combo = QComboBox()
         self.shifts_combo.addItems(["4", "8"])
         self.flips_check = QCheckBox("flips")
+        self.fg_combo = QComboBox()
+        self.fg_combo.addItems(["off", "fused", "pca", "attention"])
+        self.fg_combo.setToolTip("foreground mask: fused (features + colour in 2 clusters), "
+                                 "first PCA component or CLS attention (Otsu threshold)")
+        self.fg_crf_check = QCheckBox("CRF")
+        self.fg_crf_check.setToolTip("refine the foreground with the dense CRF")
+        self.clusters_spin = QSpinBox()
+        self.clusters_spin.setRange(0, 32)
+        self.clusters_spin.setSpecialValueText("off")
+        self.clusters_spin.setToolTip("k-means clusters of the dense features (0 = off)")
+        self.colour_spin = QDoubleSpinBox()
+        self.colour_spin.setRange(0.0, 10.0)
+        self.colour_spin.setSingleStep(0.25)
+        self.colour_spin.setToolTip("weight of the colour term (cos h, sin h, s, v); 0 = off")
+        self.position_spin = QDoubleSpinBox()
+        self.position_spin.setRange(0.0, 10.0)
+        self.position_spin.setSingleStep(0.25)
+        self.position_spin.setToolTip("weight of the position term (row, column); 0 = off")
+        self.fg_only_check = QCheckBox("foreground only")
+        self.fg_only_check.setToolTip("cluster only the foreground pixels (needs a foreground)")
         self.run_button = QPushButton("Compute")
         self.run_button.clicked.connect(self.run)
         self.status = QLabel("")
@@ -89,6 +110,18 @@ class FeaturesWidget(QWidget):
         hr_row.addWidget(self.shifts_combo)
         hr_row.addWidget(self.flips_check)
         form.addRow("HR-Dv2", hr_row)
+        fg_row = QHBoxLayout()
+        fg_row.addWidget(self.fg_combo)
+        fg_row.addWidget(self.fg_crf_check)
+        form.addRow("foreground", fg_row)
+        cl_row = QHBoxLayout()
+        cl_row.addWidget(self.clusters_spin)
+        cl_row.addWidget(QLabel("colour"))
+        cl_row.addWidget(self.colour_spin)
+        cl_row.addWidget(QLabel("position"))
+        cl_row.addWidget(self.position_spin)
+        form.addRow("clusters", cl_row)
+        form.addRow("", self.fg_only_check)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
@@ -123,6 +156,10 @@ class FeaturesWidget(QWidget):
         except ValueError as exc:
             show_error(str(exc))
             return
+        if (self.fg_only_check.isChecked() and self.clusters_spin.value()
+                and self.fg_combo.currentText() == "off"):
+            show_error("Clustering the foreground only needs a foreground method.")
+            return
         name = layer.name
         image = current_slice(layer, self.viewer)
         label = slice_label(layer, self.viewer)
@@ -136,6 +173,9 @@ class FeaturesWidget(QWidget):
         }
         if opts["mode"] == "patch":
             opts["dense_options"] = None
+        opts.update(foreground_options(
+            self.fg_combo.currentText(), self.fg_crf_check.isChecked(), self.clusters_spin.value(),
+            self.colour_spin.value(), self.position_spin.value(), self.fg_only_check.isChecked()))
         key = self.backbone_key()
         self.status.setText("computing…")
 
@@ -148,43 +188,30 @@ class FeaturesWidget(QWidget):
 
         def show(result: Any) -> None:
             views, bb = result
-            self.add_layers(layer, views, f"{bb}{label}")
+            self.add_layers(layer, views, bb, label)
 
         self._jobs.start(compute(), show, f"DINO features of {name}")
 
-    def add_layers(self, image_layer: Any, views: Any, tag: str) -> None:
+    def add_layers(self, image_layer: Any, views: Any, backbone: str, label: str = "") -> None:
         """Add or refresh the output layers, laid exactly over ``image_layer``."""
-        from napari_dinoseg._widgets.common.layers import add_or_update
+        from napari_dinoseg._widgets.common.layers import provenance_text
+        from napari_dinoseg._widgets.features.outputs import output_layers
 
         base_scale = tuple(image_layer.scale[-2:])
-        base_tr = tuple(image_layer.translate[-2:])
-        scale = (views.scale[0] * base_scale[0], views.scale[1] * base_scale[1])
-        translate = (base_tr[0] + views.translate[0] * base_scale[0],
-                     base_tr[1] + views.translate[1] * base_scale[1])
-        meta = {"dinoseg_output": True, "weights": views.weights_label, "mode": views.mode}
-        prefix = f"{image_layer.name} {tag}"
-        random_note = " (random weights)" if views.weights_label.startswith("random") else ""
-        add_or_update(self.viewer, "image", views.attn_mean,
-                      f"{prefix} attention mean{random_note}",
-                      scale=scale, translate=translate, colormap="inferno", opacity=0.6,
-                      blending="additive", metadata=meta)
-        add_or_update(self.viewer, "image", views.attn_heads,
-                      f"{prefix} attention heads{random_note}",
-                      scale=(1.0, *scale), translate=(0.0, *translate), colormap="inferno",
-                      opacity=0.6, blending="additive", visible=False, metadata=meta)
-        add_or_update(self.viewer, "labels", views.mask, f"{prefix} attention mask{random_note}",
-                      scale=scale, translate=translate, opacity=0.4, metadata=meta)
-        add_or_update(self.viewer, "image", views.pca, f"{prefix} PCA{random_note}", rgb=True,
-                      scale=scale, translate=translate, opacity=0.7,
-                      visible=views.dense_pca is None,
-                      metadata=meta)
-        if views.dense_pca is not None:
-            dense_note = "" if views.mode == "classical" else random_note  # classical: no weights
-            add_or_update(self.viewer, "image", views.dense_pca,
-                          f"{prefix} PCA {views.mode}{dense_note}", rgb=True, scale=base_scale,
-                          translate=base_tr, opacity=0.7, metadata=meta)
+        shape = image_layer.level_shapes[0]
+        width = (shape[-2] if image_layer.rgb else shape[-1]) * base_scale[1]
+        specs = output_layers(views, image_layer.name, backbone, label, base_scale,
+                              tuple(image_layer.translate[-2:]), image_width=width)
+        added = [self._add(spec) for spec in specs]
         gh, gw = views.attn_mean.shape
-        text = f"{tag}: {views.weights_label}; grid {gh}x{gw}"
+        text = f"{provenance_text(added[0].metadata)}; grid {gh}x{gw}"
+        if views.foreground is not None:
+            text += f"; foreground {100 * views.foreground.mask.mean():.0f} % of the image"
         if views.notes:
             text += "\n" + "\n".join(views.notes)
         self.status.setText(text)
+
+    def _add(self, spec: Any) -> Any:
+        from napari_dinoseg._widgets.common.layers import add_or_update
+
+        return add_or_update(self.viewer, spec.kind, spec.data, spec.name, **spec.kwargs)
