@@ -91,11 +91,18 @@ class ImageBoxes:
                                  f"{exc})") from None
 
 
-def clip_boxes(boxes: Iterable[Box], size: tuple[int, int]) -> list[Box]:
-    """Boxes clipped to a ``(width, height)`` image; boxes left with no area are dropped."""
+def clip_boxes(boxes: Iterable[Box], size: tuple[int, int], whole: bool = False) -> list[Box]:
+    """Boxes clipped to a ``(width, height)`` image; boxes left with no area are dropped.
+
+    ``whole`` first puts the corners on whole pixels: the user's boxes, dragged in napari, sit
+    at fractions (263.72), and saved they are whole pixels so that COCO, VOC and CSV exports
+    agree (VOC holds whole pixels only). A method's boxes are kept as computed.
+    """
+    from headless.boxes.formats.common import whole_box
+
     out = []
     for b in boxes:
-        c = b.clip(*size)
+        c = (whole_box(b) if whole else b).clip(*size)
         if c.width > 0 and c.height > 0:
             out.append(c)
     return out
@@ -217,7 +224,8 @@ class BoxCuration:
                     raise ValueError(f"the size of '{image}' is needed to save its boxes")
                 size = old.size
             size = (int(size[0]), int(size[1]))
-            state = ImageBoxes(image, size[0], size[1], clip_boxes(boxes, size), status,
+            state = ImageBoxes(image, size[0], size[1], clip_boxes(boxes, size, whole=True),
+                               status,
                                method=old.method if old else None,
                                details=old.details if old else {})
             return self._write(state)

@@ -52,18 +52,14 @@ def official_weights_path(name: str) -> Path:
 
 
 def _missing_message(spec: SamSpec, path: Path, cause: str = "") -> str:
-    where = f"SAM {spec.name} weights not found: {path}"
+    """One line naming the file, its URL and the cache folder, in the caller's terms."""
+    from headless.downloads import missing_weights_message, random_hint
+
     if spec.url is None:
-        fix = (
-            "this test architecture has no official weights; create the file with "
-            "headless.sam.save_random_checkpoint() or use weights='random'"
-        )
-    else:
-        fix = (
-            f"download {spec.url} into {path.parent} (the cache folder; set DINOSEG_CACHE to "
-            "move it), or pass a local checkpoint file as the weights"
-        )
-    return f"{where}. {cause + '. ' if cause else ''}Fix: {fix}."
+        return (f"SAM {spec.name} weights not found: {path}. Fix: this test architecture has no "
+                "official weights; create the file with headless.sam.save_random_checkpoint() "
+                f"or use {random_hint()}.")
+    return missing_weights_message(f"SAM {spec.name}", spec.url, path, cause or "not in the cache")
 
 
 def download_weights(name: str, progress: bool = True) -> Path:
@@ -79,9 +75,7 @@ def download_weights(name: str, progress: bool = True) -> Path:
     try:
         download_to(spec.url, path, progress=progress)
     except Exception as exc:  # offline, proxy, disk full: say what and how to fix it
-        raise SamWeightsError(
-            _missing_message(spec, path, f"Downloading failed ({type(exc).__name__}: {exc})")
-        ) from exc
+        raise SamWeightsError(_missing_message(spec, path, str(exc))) from exc
     return path
 
 
@@ -106,7 +100,7 @@ def resolve_weights(name: str, weights: str | os.PathLike = "official",
             return path
         if download and spec.url is not None:
             return download_weights(name)
-        cause = "Offline mode (DINOSEG_OFFLINE=1)" if spec.url and not download else ""
+        cause = "offline mode (DINOSEG_OFFLINE=1)" if spec.url and not download else ""
         raise SamWeightsError(_missing_message(spec, path, cause))
     path = Path(w).expanduser()
     if not path.is_file():

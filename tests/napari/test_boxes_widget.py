@@ -192,11 +192,13 @@ def test_errors_are_notifications_not_crashes(widget, folder, monkeypatch, tmp_p
     import napari_dinoseg._widgets.common.workers as workers
 
     errors = []
-    monkeypatch.setattr(workers, "show_error", lambda msg: errors.append(msg))
+    monkeypatch.setattr(workers, "notify_error",
+                        lambda d, e, actions=(): errors.append((f"{d}: {e}", actions)))
     widget.set_folder(folder)
     widget.weights_combo.setCurrentText(str(tmp_path / "missing.pth"))
     widget.compute_current()  # missing weights file: reported, nothing raised
-    assert errors and "missing.pth" in errors[0]
+    assert len(errors) == 1 and "missing.pth" in errors[0][0]
+    assert [a[0] for a in errors[0][1]] == ["Choose a local file…"]  # offered in the dock
     assert widget.status_of("im0.png") == "none"
     assert widget.compute_image_btn.isEnabled()
 

@@ -48,7 +48,7 @@ def test_worker_slot_busy_result_and_error_line(monkeypatch):
 
     monkeypatch.setenv("DINOSEG_SYNC", "1")
     errors, busy, lines, results = [], [], [], []
-    monkeypatch.setattr(workers, "show_error", errors.append)
+    monkeypatch.setattr(workers, "notify_error", lambda d, e, a=(): errors.append(f"{d}: {e}"))
     slot = workers.WorkerSlot(on_busy=lambda b: busy.append((b, slot.busy)),
                               on_status=lines.append)
     assert not slot.busy and slot.worker is None

@@ -53,7 +53,7 @@ def test_automatic_masks_layer_with_scores(dock, image_file):
     viewer.open(str(path))
     assert widget.image_combo.currentText() == "photo"
     widget.automatic()
-    layer = viewer.layers["photo SAM masks"]
+    layer = viewer.layers["SAM masks · photo"]
     ref = run(S.automatic_masks(S.load_sam("test_sam_tiny", ckpt), img, widget.auto_params()))
     assert type(layer).__name__ == "Labels" and layer.data.shape == (48, 64)
     assert np.array_equal(layer.data, ref.labels())
@@ -63,12 +63,22 @@ def test_automatic_masks_layer_with_scores(dock, image_file):
     assert np.allclose(f["stability_score"][1:], ref.stability_score)
     assert layer.metadata["dinoseg_sam"]["n_masks"] == ref.n
     assert f"{ref.n} mask(s)" in widget.status.text()
+    prov = layer.metadata["dinoseg"]  # image, model and weights: metadata, not the name
+    assert prov["image"] == "photo" and prov["model"] == "SAM test_sam_tiny"
+    assert widget.labels_combo.currentText() == layer.name  # the next step uses these masks
     # the embedding was cached in the image's project folder
     cache = path.parent / ".dinoseg" / "cache" / S.EMBEDDING_CACHE_KIND
     assert len(list(cache.glob("*.npz"))) == 1
     # a re-run adds a new layer: a layer the user may have edited is never overwritten
     widget.automatic()
-    assert len([ly for ly in viewer.layers if ly.name.startswith("photo SAM masks")]) == 2
+    again = [ly for ly in viewer.layers if ly.name.startswith("SAM masks · photo")]
+    assert len(again) == 2 and widget.labels_combo.currentText() == again[-1].name
+    # filters that remove every candidate: no empty layer, and a hint naming the filters
+    widget.iou_spin.setValue(1.0)
+    n_layers = len(viewer.layers)
+    widget.automatic()
+    assert len(viewer.layers) == n_layers
+    assert "0 masks" in widget.status.text() and "predicted-IoU > 1" in widget.status.text()
 
 
 def test_masks_from_boxes_one_label_per_rectangle(dock, image_file):
@@ -82,7 +92,7 @@ def test_masks_from_boxes_one_label_per_rectangle(dock, image_file):
                       name="my boxes")
     assert widget.shapes_combo.currentText() == "my boxes"
     widget.masks_from_boxes()
-    layer = viewer.layers["photo SAM masks from my boxes"]
+    layer = viewer.layers["SAM box masks · photo"]
     ref = run(S.masks_from_boxes(S.load_sam("test_sam_tiny", ckpt), img, boxes))
     assert np.array_equal(layer.data, ref.labels())
     assert list(layer.features["index"]) == [0, 1, 2]
@@ -99,7 +109,7 @@ def test_boxes_from_masks_tight_and_appended(dock):
     lab[15:29, 30:39] = 5
     viewer.add_labels(lab, name="masks")
     widget.boxes_from_masks()  # into a new layer
-    new = viewer.layers["masks boxes"]
+    new = viewer.layers["mask boxes · masks"]
     assert [b.xyxy() for b in layer_to_boxes(new)] == [(3, 2, 20, 10), (30, 15, 39, 29)]
     assert all(b.source == "sam" for b in layer_to_boxes(new))
     assert np.allclose(new.data[0], box_to_rectangle(Box(3, 2, 20, 10)))
@@ -132,7 +142,7 @@ def test_choose_mask_by_attention_selects_the_planted_label(dock):
     layer = viewer.layers["masks"]
     assert layer.selected_label == 3
     assert layer.metadata["dinoseg_chosen"]["label"] == 3
-    (box,) = layer_to_boxes(viewer.layers["masks pseudo GT"])
+    (box,) = layer_to_boxes(viewer.layers["pseudo GT · masks"])
     assert box.xyxy() == S.mask_to_box(att_mask).xyxy()
 
 
@@ -161,6 +171,6 @@ def test_threaded_run_with_progress(dock, image_file, monkeypatch, qtbot):
     viewer.add_image(img, name="photo")
     widget.automatic()
     assert not widget.auto_button.isEnabled()  # busy while the worker runs
-    qtbot.waitUntil(lambda: "photo SAM masks" in viewer.layers, timeout=120_000)
+    qtbot.waitUntil(lambda: "SAM masks · photo" in viewer.layers, timeout=120_000)
     qtbot.waitUntil(widget.auto_button.isEnabled, timeout=10_000)
-    assert viewer.layers["photo SAM masks"].data.shape == (48, 64)
+    assert viewer.layers["SAM masks · photo"].data.shape == (48, 64)

@@ -322,3 +322,33 @@ def test_project_of_a_layer_is_next_to_its_file(tmp_path):
     assert project_for(SimpleNamespace(source=SimpleNamespace(path=str(tmp_path / "no.tif"))))\
         is None
     assert project_for(None) is None
+
+
+def test_a_loaded_probe_s_feature_settings_are_reapplied(tmp_path):
+    """A probe trained at ViT scale 1 with nearest copies (an old probe) keeps those settings
+    in the dock, which has no field for them; another mode does not inherit them."""
+    from headless.segment.workflow import FeatureSpec
+    from napari_dinoseg._widgets.segment.controller import DockOptions, SegmentController
+
+    class Meta:
+        feature_mode = "hr"
+        backbone = "test_dino_tiny16"
+        feature_options = {"shifts": 4}  # no scale / upsample / vit_weight: a legacy probe
+        class_values = [1, 2]
+        class_names = ["a", "b"]
+
+    class Probe:
+        meta = Meta()
+
+    c = SegmentController()
+    c.adopt_probe(Probe())
+    legacy = FeatureSpec.from_probe(Probe())
+    opts = DockOptions(mode="hr", backbone="test_dino_tiny16", knobs=c.knobs,
+                       knobs_mode=c.knobs_mode)
+    spec = opts.feature_spec()
+    assert (spec.scale, spec.upsample, spec.vit_weight) == (
+        legacy.scale, legacy.upsample, legacy.vit_weight)
+    assert spec != DockOptions(mode="hr", backbone="test_dino_tiny16").feature_spec()
+    other = DockOptions(mode="hybrid", backbone="test_dino_tiny16", knobs=c.knobs,
+                        knobs_mode=c.knobs_mode).feature_spec()
+    assert other == DockOptions(mode="hybrid", backbone="test_dino_tiny16").feature_spec()

@@ -120,3 +120,21 @@ def test_runner_notes_and_refusals():
     with pytest.raises(ValueError, match="follow it first"):
         ctl.resume()
     assert ctl.confusion() is None
+
+
+def test_errors_use_the_form_labels_not_spec_fields(tmp_path):
+    from headless.progress import run
+    from napari_dinoseg._widgets.train.controller import (
+        TrainForm,
+        build_spec,
+        form_words,
+        launch_job,
+    )
+
+    assert form_words("data.root is empty; data.rooted stays") == (
+        "'dataset folder' is empty; data.rooted stays")
+    assert form_words("/x/data.root/y") == "/x/data.root/y"  # not inside a path
+    spec = build_spec(TrainForm(job="classifier", data_root=""))
+    with pytest.raises(Exception) as err:
+        run(launch_job(spec, "local", tmp_path / "runs"))
+    assert "'dataset folder' is empty" in str(err.value) and "data.root" not in str(err.value)

@@ -25,6 +25,23 @@ class BoxFormatError(ValueError):
     """A box file that cannot be read; the message names the file and the field."""
 
 
+def whole_pixel(v: float) -> int:
+    """Nearest whole pixel edge, halves rounded up (not Python's round-half-to-even).
+
+    The one rounding rule of the project: VOC writes it, and curation saves every box with it,
+    so a box reads the same in COCO, VOC and CSV.
+    """
+    return int(math.floor(float(v) + 0.5))
+
+
+def whole_box(box: Box) -> Box:
+    """``box`` with its corners on whole pixels (:func:`whole_pixel`)."""
+    from dataclasses import replace
+
+    return replace(box, x0=whole_pixel(box.x0), y0=whole_pixel(box.y0),
+                   x1=whole_pixel(box.x1), y1=whole_pixel(box.y1))
+
+
 def file_error(path: str | Path, where: str, problem: str) -> BoxFormatError:
     """``<file>: <where>: <problem>``, the one shape of every reader's error message."""
     where = f" {where}:" if where else ""

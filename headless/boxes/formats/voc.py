@@ -10,7 +10,6 @@ the nearest pixel edge when written. Scores and sources go into extra ``<score>`
 from __future__ import annotations
 
 import io
-import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path, PurePath
@@ -25,6 +24,7 @@ from headless.boxes.formats.common import (
     parse_flag,
     parse_number,
     parse_size,
+    whole_pixel,
 )
 from headless.boxes.types import Box, BoxSet
 from headless.store import atomic_write_bytes
@@ -101,9 +101,7 @@ def read_voc(path: str | Path) -> BoxSet:
     return out
 
 
-def _whole(v: float) -> int:
-    """Nearest whole pixel edge, halves rounded up (not Python's round-half-to-even)."""
-    return int(math.floor(v + 0.5))
+_whole = whole_pixel
 
 
 def _voc_element(name: str, boxes: Iterable[Box], size: tuple[int, int]) -> ET.Element:

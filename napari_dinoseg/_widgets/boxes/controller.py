@@ -43,9 +43,14 @@ def compute_options(method: str, which: str, size: int) -> dict[str, Any]:
 
 
 def run_details(opts: dict[str, Any], key: Key, run: Any) -> dict[str, Any]:
-    """What is recorded with automatic boxes: backbone, its weights, features and size."""
-    return {"backbone": key[0], "weights": run.backbone_label, "which": opts["which"],
-            "size": opts["size"]}
+    """What is recorded with automatic boxes: backbone, its weights, features and size, and the
+    settings the method really ran with (the per-family feature handling)."""
+    details = {"backbone": key[0], "weights": run.backbone_label, "which": opts["which"],
+               "size": opts["size"]}
+    settings = getattr(run, "settings", None)
+    if settings:
+        details["settings"] = settings
+    return details
 
 
 class BoxesController:

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -32,6 +31,7 @@ from napari_dinoseg._widgets.boxes.settings import DEVICES, WEIGHTS_TIP, BoxSett
 from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
 from napari_dinoseg._widgets.common.layer_picking import active_image_layer, source_path
 from napari_dinoseg._widgets.common.notices import notify_all
+from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +55,7 @@ class BoxesWidget(QWidget):
         # -- method and backbone --
         self.settings = BoxSettings(self)
         self.model_fields = self.settings.model_fields
+        self._jobs.weights_fields = [self.model_fields]
         self.method_combo = self.settings.method_combo
         self.which_combo = self.settings.which_combo
         self.backbone_combo = self.model_fields.name_combo
@@ -99,7 +100,7 @@ class BoxesWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        layout = scroll_layout(self)
         layout.addLayout(self.settings.form)
         layout.addLayout(compute_row)
         layout.addWidget(self.folder_box)
@@ -216,11 +217,31 @@ class BoxesWidget(QWidget):
         except ValueError as exc:
             show_error(str(exc))
             return
-        try:
-            path, arr, size = self.controller.read(index)
-        except ImageError as exc:
-            show_error(str(exc))
-            return
+        from napari_dinoseg._widgets.common.workers import start
+
+        self._opening = getattr(self, "_opening", 0) + 1
+        token, controller = self._opening, self.controller
+
+        def read() -> Any:  # the file is read in a worker, not on the GUI thread
+            from headless.progress import Progress
+
+            yield Progress(0, 1, "reading")
+            try:
+                return controller.read(index)
+            except ImageError as exc:
+                return exc
+
+        def shown(result: Any) -> None:
+            if token != self._opening:
+                return  # a newer image was asked for meanwhile
+            if isinstance(result, ImageError):
+                show_error(str(result))
+                return
+            self._show_read(index, *result)
+
+        start(read(), shown, "opening image")
+
+    def _show_read(self, index: int, path: Path, arr: Any, size: Any) -> None:
         self._remove_own_layers()
         self.controller.show(index, path, size)
         self.shapes.show_image(arr, path.name)

@@ -30,8 +30,10 @@ class BoxSettings:
         for m in METHODS:
             self.method_combo.addItem(METHOD_TITLES.get(m, m), m)
         self.which_combo = QComboBox()
-        self.which_combo.addItems(["k", "q", "v"])
-        self.which_combo.setToolTip("last-block keys (k, the papers' choice), queries or values")
+        self.which_combo.addItems(["auto", "k", "q", "v", "patch"])
+        self.which_combo.setToolTip(
+            "auto: per backbone family (DINO: the papers' last-block keys; DINOv2: centred "
+            "patch tokens); or the last block's keys, queries, values, or the output tokens")
         self.model_fields = ModelFields(parent, list_backbones(), "dino_vits16", device="cpu",
                                         devices=DEVICES, weights_tip=WEIGHTS_TIP)
         self.size_spin = QSpinBox()

@@ -40,7 +40,12 @@ class ModelFields:
         device: str = "auto",
         title: str = "Checkpoint",
         devices: Sequence[str] = DEVICES,
+        kind: str = "backbone",
     ) -> None:
+        from headless.downloads import set_audience
+
+        set_audience("dock")  # missing-weights messages speak of fields, not flags
+        self.kind = kind
         self._parent = parent
         self._title = title
         self.name_combo = QComboBox()

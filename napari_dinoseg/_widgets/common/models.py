@@ -32,4 +32,32 @@ class ModelCache:
 def load_backbone_for_dock(name: str, weights: str, device: str) -> Any:
     from headless.features.backbones import load_backbone
 
+    ensure_official_weights(name, weights)
     return load_backbone(name, weights, device=device)
+
+
+def ensure_official_weights(name: str, weights: str | None) -> None:
+    """Fetch (or find) the official weights of backbone ``name`` before any model is built.
+
+    ``load_backbone`` imports torch and builds the model before it looks for the file, so an
+    offline machine waited 55 s in a dock for the default 'official' weights to fail. This
+    looks first: a cached file returns at once, a missing one is downloaded, and no network (or
+    ``DINOSEG_OFFLINE=1``) fails within 2 s with the file, URL and cache folder, worded for the
+    dock. Other weights ('random', a file) and test architectures are left to ``load_backbone``.
+    """
+    from headless.downloads import DownloadError, download_to, missing_weights_message
+    from headless.features.backbones import WeightsError, _hf_cached_file, cache_dir, get_spec
+
+    if str(weights or "official") != "official":
+        return
+    spec = get_spec(name)
+    if spec.family == "test" or not spec.url:
+        return
+    target = cache_dir() / spec.filename
+    if target.is_file() or _hf_cached_file(spec) is not None:
+        return
+    try:
+        download_to(spec.url, target)
+    except DownloadError as exc:
+        raise WeightsError(missing_weights_message(name, spec.url, target, str(exc), "dock")
+                           ) from exc

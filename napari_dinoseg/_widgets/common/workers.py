@@ -2,23 +2,54 @@
 
 Every dock uses :func:`start`: the engine's progress generator runs in a ``thread_worker``;
 ``Progress`` items update a napari progress bar; the return value goes to ``on_result`` on the
-GUI thread; an exception becomes a napari error notification (napari never crashes). With the
-environment variable ``DINOSEG_SYNC=1`` the generator runs synchronously, which tests use.
+GUI thread; an exception becomes ONE napari error notification with the one-line message (the
+traceback sits behind the notification's button; nothing is re-raised into Qt, so a plain
+``napari.Viewer()`` script never aborts). With the environment variable ``DINOSEG_SYNC=1`` the
+generator runs synchronously, which tests use.
 :class:`WorkerSlot` adds what each dock repeated around it: busy / idle and the error line.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import show_error
 
 
 def sync_mode() -> bool:
     return os.environ.get("DINOSEG_SYNC", "0") == "1"
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of an engine error: what a notification and a status line show."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+Actions = Sequence[tuple[str, Callable[[Any], Any]]]
+
+
+def is_weights_error(exc: BaseException) -> bool:
+    """Missing or unusable weights (backbone or SAM): the dock offers to pick a local file."""
+    return any(c.__name__ == "WeightsError" for c in type(exc).__mro__)
+
+
+def notify_error(description: str, exc: BaseException, actions: Actions = ()) -> Any:
+    """One error notification ``"<description>: <first line>"``, the traceback behind its button.
+
+    napari's own path for worker errors (re-raising in the GUI thread) shows a second
+    notification, prints the traceback and aborts a script without ``napari.run()``.
+    """
+    from napari.utils.notifications import ErrorNotification, notification_manager
+
+    note = ErrorNotification(exc)
+    note.message = f"{description}: {error_line(exc)}"
+    if actions:
+        note.actions = list(actions)
+    notification_manager.dispatch(note)
+    return note
 
 
 def start(
@@ -28,15 +59,17 @@ def start(
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
     on_yield: Callable[[Any], None] | None = None,
+    error_actions: Callable[[BaseException], Actions] | None = None,
 ) -> Any:
     """Run ``gen`` in a worker (or inline in sync mode); return the worker (None if inline).
 
     ``on_yield`` receives every yielded item on the GUI thread (e.g. one image's result of a
-    folder run), after the progress bar has been updated.
+    folder run), after the progress bar has been updated. ``error_actions(exc)`` gives the
+    buttons of the error notification (e.g. "Choose a local file…").
     """
 
     def fail(exc: BaseException) -> None:
-        show_error(f"{description}: {exc}")
+        notify_error(description, exc, error_actions(exc) if error_actions else ())
         if on_error is not None:
             on_error(exc)
 
@@ -74,13 +107,34 @@ def start(
 
     from napari.qt.threading import create_worker
 
-    worker = create_worker(lambda: (yield from gen), _start_thread=False)
+    def body() -> Generator[Any, None, Any]:
+        # errors come back as a value: superqt drops RuntimeErrors ("aborted thread") and napari
+        # re-raises the others in Qt (a second notification, or an abort without napari.run())
+        try:
+            return (yield from gen)
+        except Exception as exc:  # noqa: BLE001 - shown once by ``fail``
+            return _Failed(exc)
+
+    def returned(value: Any) -> None:
+        if isinstance(value, _Failed):
+            fail(value.exc)
+        else:
+            on_result(value)
+
+    worker = create_worker(body, _start_thread=False, _ignore_errors=True)
     worker.yielded.connect(update)
-    worker.returned.connect(on_result)
+    worker.returned.connect(returned)
     worker.errored.connect(fail)
     worker.finished.connect(done)
     worker.start()
     return worker
+
+
+class _Failed:
+    """An engine exception carried out of the worker as its return value."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class WorkerSlot:
@@ -102,6 +156,17 @@ class WorkerSlot:
         self._on_busy = on_busy
         self._on_status = on_status
         self.worker: Any = None
+        #: model fields (:class:`~.fields.ModelFields`) whose weights a missing-weights error
+        #: offers to replace with a local file, picked by ``fields.kind`` ('sam' / 'backbone')
+        self.weights_fields: list[Any] = []
+
+    def _error_actions(self, exc: BaseException) -> Actions:
+        if not is_weights_error(exc) or not self.weights_fields:
+            return ()
+        kind = "sam" if "sam" in type(exc).__name__.lower() else "backbone"
+        fields = next((f for f in self.weights_fields if getattr(f, "kind", "") == kind),
+                      self.weights_fields[0])
+        return [("Choose a local file…", lambda _note: fields.browse())]
 
     @property
     def busy(self) -> bool:
@@ -109,7 +174,7 @@ class WorkerSlot:
 
     def _failed(self, exc: BaseException) -> None:
         if self._on_status is not None:
-            self._on_status(f"error: {exc}")
+            self._on_status(f"error: {error_line(exc)}")
 
     def start(
         self,
@@ -131,7 +196,7 @@ class WorkerSlot:
         if self._on_busy is not None:
             self._on_busy(True)
         worker = start(gen, on_result, description, on_error=on_error or self._failed,
-                       on_finish=finished, on_yield=on_yield)
+                       on_finish=finished, on_yield=on_yield, error_actions=self._error_actions)
         if worker is not None and self.worker is True:
             self.worker = worker
         return worker

@@ -200,3 +200,37 @@ def appended_features(old: Any, boxes: list[Any]) -> Any:
         if col not in feats:
             table[col] = table[col] + [None] * len(boxes)
     return pd.DataFrame(table)
+
+
+def empty_masks_hint(params: Any, is_random: bool) -> str:
+    """Why automatic masks came back empty, and which setting to try (one line)."""
+    if is_random:
+        return ("0 masks: with random (untrained) SAM weights no candidate passes the "
+                f"predicted-IoU > {params.pred_iou_thresh:g} and stability ≥ "
+                f"{params.stability_score_thresh:g} filters; choose real weights, or set both "
+                "to 0 to see the raw candidates")
+    return ("0 masks: every candidate was removed by the predicted-IoU > "
+            f"{params.pred_iou_thresh:g} or stability ≥ {params.stability_score_thresh:g} "
+            "filters (or min region area); try pred IoU 0.7 and stability 0.85, or more points "
+            "per side")
+
+
+def output_layer_name(kind: str, image: str, tag: str = "", random: bool = False) -> str:
+    """'SAM masks · raccoon-10.jpg': kind first, then the image (the shared convention)."""
+    from napari_dinoseg._widgets.common.layers import output_name
+
+    return output_name(kind, f"{image}{tag}", random)
+
+
+def output_layer_metadata(kind: str, image: str, **provenance: Any) -> dict[str, Any]:
+    from napari_dinoseg._widgets.common.layers import output_metadata
+
+    return output_metadata(kind, image, **provenance)
+
+
+def source_image(layer: Any) -> str:
+    """The image an output layer was made from (its provenance), else the layer's own name."""
+    from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY
+
+    info = getattr(layer, "metadata", {}).get(PROVENANCE_KEY, {})
+    return str(info.get("image") or layer.name)

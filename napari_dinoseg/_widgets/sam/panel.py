@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,7 +30,10 @@ from napari_dinoseg._widgets.common.layer_picking import (
     source_path,
     watch_layers,
 )
+from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, provenance_text
 from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
+from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
+from napari_dinoseg._widgets.common.selection import keep_selection
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.sam.controller import (
     META_KEY,
@@ -40,12 +42,16 @@ from napari_dinoseg._widgets.sam.controller import (
     appended_features,
     auto_params,
     chosen_metadata,
+    empty_masks_hint,
     image_hw,
     label_scores,
     mask_features,
     masks_metadata,
     model_key,
+    output_layer_metadata,
+    output_layer_name,
     params_dict,
+    source_image,
     to_image_pixels,
 )
 
@@ -77,7 +83,7 @@ class SamWidget(QWidget):
         self.image_combo = self.images.combo
         self.sam_fields = ModelFields(
             self, list_sam_models(include_test=True), "vit_b", devices=DEVICES,
-            title="SAM checkpoint", weights_tip=SAM_WEIGHTS_TIP,
+            title="SAM checkpoint", weights_tip=SAM_WEIGHTS_TIP, kind="sam",
             name_tip="vit_b / vit_l / vit_h: Meta's checkpoints; test_sam_tiny: a tiny "
                      "architecture for tests")
         self.model_combo = self.sam_fields.name_combo
@@ -140,6 +146,7 @@ class SamWidget(QWidget):
         one = QGroupBox("One mask per image (pseudo ground truth)")
         of = QFormLayout(one)
         self.bb_fields = ModelFields(self, list_backbones(), "dino_vits16", devices=DEVICES)
+        self._jobs.weights_fields = [self.sam_fields, self.bb_fields]
         self.backbone_combo = self.bb_fields.name_combo
         self.bb_weights_edit = self.bb_fields.weights_edit
         self.keep_spin = float_spin(0.05, 1.0, 0.05, 0.6)
@@ -156,11 +163,10 @@ class SamWidget(QWidget):
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        layout = scroll_layout(self)
         layout.addLayout(form)
-        layout.addWidget(auto)
-        layout.addWidget(bm)
-        layout.addWidget(one)
+        for group in (auto, bm, one):
+            layout.addWidget(collapsible(group))
         layout.addWidget(self.status)
         layout.addStretch(1)
 
@@ -254,8 +260,12 @@ class SamWidget(QWidget):
 
         def show(result: Any) -> None:
             ms, sam = result
-            self._add_masks(layer, ms, sam, f"{layer.name}{tag} SAM masks",
-                            {"params": params_dict(params)})
+            if ms.n == 0:  # no empty layer; say which filters and what to try
+                self._error(empty_masks_hint(params, sam.is_random))
+                return
+            new = self._add_masks(layer, ms, sam, "SAM masks", tag,
+                                  {"params": params_dict(params)})
+            self.labels_combo.setCurrentText(new.name)  # the next step works on these
 
         self._run(self.controller.automatic_job(key, image, params, store), show,
                   f"SAM automatic masks of {layer.name}")
@@ -288,8 +298,8 @@ class SamWidget(QWidget):
             from napari.utils.notifications import show_warning
 
             ms, sam = result
-            self._add_masks(layer, ms, sam, f"{layer.name}{tag} SAM masks from {name}",
-                            {"boxes_layer": name})
+            new = self._add_masks(layer, ms, sam, "SAM box masks", tag, {"boxes_layer": name})
+            self.labels_combo.setCurrentText(new.name)
             if ms.empty_prompts:
                 show_warning(f"{len(ms.empty_prompts)} box(es) of '{name}' lie outside the "
                              "image; their masks are empty")
@@ -312,7 +322,7 @@ class SamWidget(QWidget):
 
         def show(boxes: Any) -> None:
             self.last_result = boxes
-            target = self._put_boxes(boxes, labels_layer, f"{name} boxes")
+            target = self._put_boxes(boxes, labels_layer, "mask boxes")
             self._say(f"{len(boxes)} box(es) from '{name}' -> '{target.name}'")
 
         self._run(self.controller.tight_boxes_job(data, scores), show,
@@ -344,7 +354,7 @@ class SamWidget(QWidget):
             labels_layer.selected_label = value
             labels_layer.metadata = {**labels_layer.metadata,
                                      **chosen_metadata(choice, value, bb)}
-            target = self._put_boxes([choice.box], labels_layer, f"{name} pseudo GT")
+            target = self._put_boxes([choice.box], labels_layer, "pseudo GT")
             self._say(
                 f"chosen label {value} (IoU {choice.scores[choice.index]:.2f} with the "
                 f"thresholded attention of {bb.name}, {bb.weights_label}) -> '{target.name}'"
@@ -354,20 +364,24 @@ class SamWidget(QWidget):
         self._run(job, show, f"one mask of {name} by DINO attention")
 
     # -- outputs ------------------------------------------------------------------------------
-    def _add_masks(self, image_layer: Any, ms: Any, sam: Any, name: str,
+    def _add_masks(self, image_layer: Any, ms: Any, sam: Any, kind: str, tag: str,
                    extra: dict[str, Any]) -> Any:
+        """A masks Labels layer named 'kind · image'; image, model and weights in its metadata."""
         self.last_result = ms
-        random_note = " (random weights)" if sam.is_random else ""
-        layer = self.viewer.add_labels(
-            ms.labels(), name=name + random_note, features=mask_features(ms),
-            scale=tuple(image_layer.scale[-2:]), translate=tuple(image_layer.translate[-2:]),
-            opacity=0.5, metadata=masks_metadata(ms, sam, extra),
-        )
-        self._say(f"{ms.n} mask(s) with SAM {sam.name} ({sam.weights_label}) -> '{layer.name}'")
+        image = f"{image_layer.name}{tag}"
+        meta = {**output_layer_metadata(kind, image, model=f"SAM {sam.name}",
+                                        weights=sam.weights_label),
+                **masks_metadata(ms, sam, extra)}
+        with keep_selection(self.viewer):
+            layer = self.viewer.add_labels(
+                ms.labels(), name=output_layer_name(kind, image_layer.name, tag, sam.is_random),
+                features=mask_features(ms), scale=tuple(image_layer.scale[-2:]),
+                translate=tuple(image_layer.translate[-2:]), opacity=0.5, metadata=meta)
+        self._say(f"{ms.n} mask(s) -> '{layer.name}' ({provenance_text(meta)})")
         return layer
 
-    def _put_boxes(self, boxes: list[Any], source_layer: Any, new_name: str) -> Any:
-        """Append boxes to the chosen boxes layer, or add a new one; never removes a shape."""
+    def _put_boxes(self, boxes: list[Any], source_layer: Any, kind: str) -> Any:
+        """Append boxes to the chosen boxes layer, or add a new one ('kind · image')."""
         from napari_dinoseg._widgets.boxes.layers import box_to_rectangle, shapes_kwargs
 
         target = self.target_combo.currentText()
@@ -383,8 +397,14 @@ class SamWidget(QWidget):
                 return layer
             if layer.ndim != 2:
                 self._error(f"'{target}' is not a 2D boxes layer; added a new layer instead")
-        meta = {"images": [source_layer.name], "sizes": {}, "classes": ["object"]}
-        kwargs = shapes_kwargs(boxes, new_name, meta)
-        layer = self.viewer.add_shapes([box_to_rectangle(b) for b in boxes], ndim=2,
-                                       scale=scale, translate=translate, **kwargs)
+        image = source_image(source_layer)
+        info = source_layer.metadata.get(PROVENANCE_KEY, {})
+        meta = {"images": [image], "sizes": {}, "classes": ["object"]}
+        kwargs = shapes_kwargs(boxes, output_layer_name(kind, image), meta)
+        provenance = output_layer_metadata(kind, image, **{
+            k: v for k, v in info.items() if k not in ("kind", "image")})[PROVENANCE_KEY]
+        kwargs["metadata"][PROVENANCE_KEY] = provenance  # boxes stay usable as inputs
+        with keep_selection(self.viewer):
+            layer = self.viewer.add_shapes([box_to_rectangle(b) for b in boxes], ndim=2,
+                                           scale=scale, translate=translate, **kwargs)
         return layer

@@ -57,15 +57,20 @@ class DockOptions:
     classifier: str | None = None
     balance: bool = True
     crf: dict[str, float] | None = None
+    #: feature settings the dock has no field for (ViT input scale, upsampling, ViT weight),
+    #: taken from a loaded probe so it reapplies exactly; ``knobs_mode`` is the mode they belong to
+    knobs: dict[str, Any] | None = None
+    knobs_mode: str | None = None
 
     def feature_spec(self) -> FeatureSpec:
         from headless.segment.workflow import FeatureSpec
 
         if self.mode == "classical":
             return FeatureSpec(mode="classical")
+        extra = dict(self.knobs or {}) if self.knobs_mode == self.mode else {}
         return FeatureSpec(mode=self.mode, backbone=self.backbone,
                            weights=self.weights.strip() or "official",
-                           shifts=int(self.shifts), flips=bool(self.flips))
+                           shifts=int(self.shifts), flips=bool(self.flips), **extra)
 
     def crf_params(self) -> Any:
         from headless.segment.crf import CRFParams
@@ -124,6 +129,11 @@ class SegmentController:
     def __init__(self) -> None:
         self.probe: Any = None
         self.last_segmentation: Any = None
+        from napari_dinoseg._widgets.common.processes import HelperProcess
+
+        self.helper = HelperProcess()  # the CRF runs there; stopped by :meth:`close`
+        self.knobs: dict[str, Any] | None = None  # a loaded probe's feature settings (see above)
+        self.knobs_mode: str | None = None
         self.phase = ""  # "features" or "fit" while a training run is in that stage
         self.generation = 0
         self.shown_generation = -1
@@ -220,6 +230,13 @@ class SegmentController:
         for v, n in zip(m.class_values, m.class_names):
             self._class_names.setdefault(int(v), n)
         self.probe = probe
+        if m.feature_mode != "classical":
+            from headless.segment.workflow import FeatureSpec
+
+            spec = FeatureSpec.from_probe(probe)
+            self.knobs = {"scale": spec.scale, "upsample": spec.upsample,
+                          "vit_weight": spec.vit_weight}
+            self.knobs_mode = m.feature_mode
 
     # ------------------------------------------------------------------ runs
     def next_generation(self) -> int:
@@ -260,6 +277,12 @@ class SegmentController:
         current = int(np.ravel_multi_index(index, scribbles.shape[:lead])) if lead else 0
         pairs = [(flat_img[i], flat_scr[i]) for i in range(flat_scr.shape[0])
                  if flat_scr[i].any()]
+        spec = segmenter.settings.features
+        if spec.mode != "classical" and getattr(segmenter.source, "_backbone", None) is None:
+            from napari_dinoseg._widgets.common.models import ensure_official_weights
+
+            yield Progress(0, len(pairs) + 1, "checking the weights")
+            ensure_official_weights(spec.backbone_name, spec.weights)
         try:
             self.phase = "features"
             for i, (im, _) in enumerate(pairs + [(flat_img[current], None)]):
@@ -271,7 +294,11 @@ class SegmentController:
             if previous is not None and previous.kind != segmenter.settings.classifier_name:
                 previous = None
             probe = yield from segmenter.train(pairs, names, previous)
-            seg = yield from segmenter.predict(flat_img[current], probe)
+            seg = yield from segmenter.predict(flat_img[current], probe, crf=False)
+            if segmenter.settings.crf is not None:
+                yield Progress(len(pairs), len(pairs) + 1, "dense CRF")
+                seg = refine_in_process(self.helper, flat_img[current], seg, probe,
+                                        segmenter.settings.crf)
         except (ScribbleError, ProbeError) as exc:
             return Notice(generation, str(exc))
         finally:
@@ -291,3 +318,15 @@ class SegmentController:
             segs.append((yield from segmenter.predict(flat[i], probe)))
         self.remember_backbone(segmenter)
         return RunResult(generation, probe, segs, None, image_name)
+
+
+def refine_in_process(helper: Any, image: np.ndarray, seg: Any, probe: Any, params: Any) -> Any:
+    """``seg`` refined by the dense CRF, which runs in ``helper`` (a
+    :class:`~napari_dinoseg._widgets.common.processes.HelperProcess`: the CRF holds the GIL)."""
+    from headless.segment.crf import crf_refine
+    from headless.segment.workflow import Segmentation
+    from headless.segment.workflow.scribbles import one_image
+
+    proba = helper.run(crf_refine, one_image(image), seg.proba, params)
+    return Segmentation(probe.labels_from_proba(proba), proba, list(seg.class_values),
+                        list(seg.class_names), True)

@@ -73,8 +73,14 @@ class ClassTable:
         layout.addWidget(self.table)
         layout.addLayout(self.buttons)
 
-    def fill(self, names: dict[int, str], select: int | None = None) -> None:
-        """Show ``names`` sorted by value; make the row of ``select`` current."""
+    def fill(self, names: dict[int, str], select: int | None = None,
+             colors: dict[int, tuple[float, ...]] | None = None) -> None:
+        """Show ``names`` sorted by value; make the row of ``select`` current.
+
+        ``colors`` (RGBA 0..1 per value, from the scribble layer) become the value cells'
+        swatches, so the table reads like the canvas.
+        """
+        from qtpy.QtGui import QColor, QPixmap
         t = self.table
         t.blockSignals(True)
         t.setRowCount(0)
@@ -83,6 +89,11 @@ class ClassTable:
             t.insertRow(r)
             v = QTableWidgetItem(str(value))
             v.setFlags(v.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            rgba = (colors or {}).get(value)
+            if rgba is not None:
+                swatch = QPixmap(12, 12)
+                swatch.fill(QColor.fromRgbF(*[min(max(c, 0.0), 1.0) for c in rgba[:3]]))
+                v.setData(Qt.ItemDataRole.DecorationRole, swatch)
             t.setItem(r, 0, v)
             t.setItem(r, 1, QTableWidgetItem(names[value]))
             if value == select:
@@ -108,7 +119,12 @@ class CRFGroup(QGroupBox):
         c = CRFParams()
         self.setCheckable(True)
         self.setChecked(False)
-        form = QFormLayout(self)
+        self.fields = QWidget()
+        form = QFormLayout(self.fields)
+        form.setContentsMargins(0, 0, 0, 0)
+        QVBoxLayout(self).addWidget(self.fields)
+        self.fields.setVisible(False)  # folded while the CRF is off
+        self.toggled.connect(self.fields.setVisible)
         self.gsxy = float_spin(0.1, 50, 0.5, c.gaussian_sxy, decimals=1)
         self.gcompat = float_spin(0, 50, 0.5, c.gaussian_compat, decimals=1)
         self.bsxy = float_spin(0.1, 200, 1, c.bilateral_sxy, decimals=1)
@@ -118,6 +134,13 @@ class CRFGroup(QGroupBox):
         form.addRow("gaussian px / weight", _pair(self.gsxy, self.gcompat))
         form.addRow("bilateral px / grey / weight", _pair(self.bsxy, self.bsrgb, self.bcompat))
         form.addRow("iterations", self.iterations)
+
+    def on_change(self, slot: Callable[..., Any]) -> None:
+        """Call ``slot`` when the CRF is switched or a parameter is edited."""
+        self.toggled.connect(slot)
+        for spin in (self.gsxy, self.gcompat, self.bsxy, self.bsrgb, self.bcompat,
+                     self.iterations):
+            spin.valueChanged.connect(slot)  # debounced by the dock
 
     def values(self) -> dict[str, float] | None:
         """``CRFParams`` fields as plain values, or None when the CRF is off."""

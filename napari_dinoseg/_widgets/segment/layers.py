@@ -1,7 +1,8 @@
 """The dock's napari layers: which layers it offers, the scribble layer, and its outputs.
 
-Outputs are a segmentation Labels layer (values = the scribble values) and a per-class
-probability Image layer (class axis first), both named after the image and marked
+Outputs are a segmentation Labels layer (values = the scribble values) and, when asked, one
+probability Image layer per class (the image's shape: no extra viewer dimension), named after
+the image and marked
 ``dinoseg_output`` so they are never offered as inputs. A run on one slice writes that slice
 only, so a stack keeps the slices segmented before.
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dinoseg._widgets.common.selection import keep_selection
 from napari_dinoseg._widgets.segment.controller import spatial_shape
 
 META_KEY = "dinoseg_segment"
@@ -27,6 +29,16 @@ def input_layer_names(viewer: Any) -> tuple[list[str], list[str]]:
               and ly.metadata.get(META_KEY, {}).get("role", "scribbles") == "scribbles"
               and not ly.metadata.get("dinoseg_output")]
     return images, labels
+
+
+def label_colors(layer: Any, values: Any) -> dict[int, tuple[float, ...]]:
+    """RGBA (0..1) of each label value as ``layer`` paints it: the class table's swatches."""
+    if layer is None:
+        return {}
+    try:
+        return {int(v): tuple(float(c) for c in layer.get_color(int(v))) for v in values}
+    except Exception:  # noqa: BLE001 - swatches are a display nicety, never fatal
+        return {}
 
 
 def set_label_features(layer: Any, features: dict[str, list]) -> None:
@@ -46,20 +58,44 @@ def add_scribble_layer(viewer: Any, img: Any, data: np.ndarray, name: str) -> An
 
 
 def add_saved_segmentation(viewer: Any, img: Any, seg: np.ndarray, name: str) -> Any:
-    """The segmentation layer of ``img`` from a saved segmentation."""
+    """The segmentation layer of ``img`` from a saved segmentation (the selection stays)."""
     n = seg.ndim
-    return viewer.add_labels(
-        seg, name=name, scale=img.scale[-n:], translate=img.translate[-n:], opacity=0.5,
-        metadata={META_KEY: {"role": "output", "image": img.name}, "dinoseg_output": True})
+    with keep_selection(viewer):
+        return viewer.add_labels(
+            seg, name=name, scale=img.scale[-n:], translate=img.translate[-n:], opacity=0.5,
+            metadata={META_KEY: {"role": "output", "image": img.name}, "dinoseg_output": True})
+
+
+def probability_name(image_name: str, class_name: str) -> str:
+    return f"{image_name} p({class_name})"
 
 
 def write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | None,
-                        image_name: str) -> None:
-    """Write ``segs`` into the segmentation / probability layers of ``image_name``.
+                        image_name: str, probabilities: bool = False) -> None:
+    """Write ``segs`` into the segmentation (and, if asked, probability) layers of ``image_name``.
 
     ``index`` is the slice of one segmentation, or None for one segmentation per slice. The
-    layers are made (or remade, when their shape or dtype no longer fits) as needed.
+    layers are made (or remade, when their shape or dtype no longer fits) as needed, without
+    taking the selection (or the paint mode) away from the layer the user works on.
+    Probabilities are one layer per class with the image's own shape: a class-first stack would
+    add a dimension slider under the canvas for the whole viewer, even while hidden.
     """
+    with keep_selection(viewer):
+        _write_segmentations(viewer, segs, index, image_name, probabilities)
+
+
+def _layer_fitting(viewer: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """The layer ``name`` if its shape and dtype still fit, else None (a misfit is removed)."""
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is not None and (tuple(layer.data.shape) != shape
+                              or not np.can_cast(dtype, layer.data.dtype)):
+        viewer.layers.remove(layer)
+        layer = None
+    return layer
+
+
+def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | None,
+                         image_name: str, probabilities: bool) -> None:
     from headless.segment.probe import class_values_array
 
     img = viewer.layers[image_name]
@@ -67,39 +103,33 @@ def write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | N
     lead = len(shape) - 2
     seg0 = segs[-1]
     dtype = class_values_array(seg0.class_values).dtype
-    n_cls = len(seg0.class_values)
     meta = {META_KEY: {"role": "output", "image": image_name}, "dinoseg_output": True}
-    seg_name, prob_name = f"{image_name} segmentation", f"{image_name} probabilities"
+    seg_name = f"{image_name} segmentation"
     scale, translate = tuple(img.scale[-len(shape):]), tuple(img.translate[-len(shape):])
 
-    labels_layer = viewer.layers[seg_name] if seg_name in viewer.layers else None
-    if labels_layer is None or tuple(labels_layer.data.shape) != shape or \
-            not np.can_cast(dtype, labels_layer.data.dtype):
-        if labels_layer is not None:
-            viewer.layers.remove(labels_layer)
+    labels_layer = _layer_fitting(viewer, seg_name, shape, dtype)
+    if labels_layer is None:
         labels_layer = viewer.add_labels(np.zeros(shape, dtype), name=seg_name, scale=scale,
                                          translate=translate, opacity=0.5, metadata=meta)
-    prob_shape = (n_cls, *shape)
-    prob_layer = viewer.layers[prob_name] if prob_name in viewer.layers else None
-    if prob_layer is None or tuple(prob_layer.data.shape) != prob_shape:
-        if prob_layer is not None:
-            viewer.layers.remove(prob_layer)
-        prob_layer = viewer.add_image(
-            np.zeros(prob_shape, np.float32), name=prob_name, colormap="magma",
-            contrast_limits=(0.0, 1.0), scale=(1.0, *scale), translate=(0.0, *translate),
-            visible=False, metadata=meta,
-        )
-        prob_layer.axis_labels = ("class", *prob_layer.axis_labels[1:])
-    if index is None:  # every slice
-        for i, s in enumerate(segs):
-            idx = np.unravel_index(i, shape[:lead]) if lead else ()
-            labels_layer.data[idx] = s.labels
-            prob_layer.data[(slice(None), *idx)] = np.moveaxis(s.proba, -1, 0)
-    else:
-        labels_layer.data[index] = seg0.labels
-        prob_layer.data[(slice(None), *index)] = np.moveaxis(seg0.proba, -1, 0)
+    prob_layers = []
+    for k, cname in enumerate(seg0.class_names if probabilities else []):
+        name = probability_name(image_name, cname)
+        layer = _layer_fitting(viewer, name, shape, np.float32)
+        if layer is None:
+            layer = viewer.add_image(
+                np.zeros(shape, np.float32), name=name, colormap="magma", blending="additive",
+                contrast_limits=(0.0, 1.0), scale=scale, translate=translate, visible=False,
+                metadata={**meta, "class": cname, "class_index": k})
+        prob_layers.append(layer)
+    items = enumerate(segs) if index is None else [(None, seg0)]
+    for i, s in items:
+        idx = index if i is None else (np.unravel_index(i, shape[:lead]) if lead else ())
+        labels_layer.data[idx] = s.labels
+        for k, layer in enumerate(prob_layers):
+            layer.data[idx] = s.proba[..., k]
     labels_layer.refresh()
-    prob_layer.refresh()
+    for layer in prob_layers:
+        layer.refresh()
     try:
         values = list(seg0.class_values)
         labels_layer.features = {"index": [0, *values],

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
 from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.layer_picking import fill_combo, watch_layers
+from napari_dinoseg._widgets.common.scrolling import scroll_layout
+from napari_dinoseg._widgets.common.selection import select_for_painting
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import Autosaver
@@ -90,6 +92,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self.features_combo.currentIndexChanged.connect(self._on_features_changed)
         self.model_fields = ModelFields(self, list_backbones(include_test=True),
                                         DEFAULT_BACKBONE, weights_tip=WEIGHTS_TIP)
+        self._slot.weights_fields = [self.model_fields]
         self.backbone_combo = self.model_fields.name_combo
         self.weights_edit = self.model_fields.weights_edit
         self.shifts_combo = QComboBox()
@@ -104,6 +107,11 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self.live_check.setChecked(True)
 
         self.crf_group = CRFGroup()
+        self.crf_group.on_change(self._on_result_settings_changed)
+        self.show_probs_check = QCheckBox("show probability layers (one per class)")
+        self.show_probs_check.setToolTip(
+            "one Image layer per class, same shape as the image (no extra viewer dimension)")
+        self.show_probs_check.toggled.connect(self._on_result_settings_changed)
 
         # -- actions ---------------------------------------------------------------------------
         self.train_button = button("Train && segment", self.train_now)
@@ -127,10 +135,11 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         form.addRow("classifier", self.classifier_combo)
         form.addRow("", self.balance_check)
         form.addRow("", self.live_check)
-        layout = QVBoxLayout(self)
+        layout = scroll_layout(self)
         layout.addLayout(form)
         self.classes.add_to(layout)
         layout.addWidget(self.crf_group)
+        layout.addWidget(self.show_probs_check)
         layout.addWidget(self.train_button)
         layout.addLayout(row(self.stack_button, self.folder_button))
         layout.addWidget(self.probs_check)
@@ -213,6 +222,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
             layer.events.paint.connect(self._on_stroke)
             layer.events.data.connect(self._on_stroke)
             self._sync_classes_from_layer(layer)
+            self._fill_class_table(select=self.classes.selected_value())
 
     def spatial_shape(self, layer: Any | None = None) -> tuple[int, ...]:
         """Shape of the image without its colour axis: (H, W) or (N, H, W)."""
@@ -235,12 +245,10 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         else:
             data = np.zeros(self.spatial_shape(img), np.uint16)
             layer = seg_layers.add_scribble_layer(self.viewer, img, data, name)
-            layer.brush_size = 5
-        layer.mode = "paint"
         self.scribble_combo.setCurrentText(name)
         self._listen(layer)
         seg_layers.set_label_features(layer, self.controller.label_features())
-        layer.selected_label = self.controller.first_class()
+        select_for_painting(self.viewer, layer, self.controller.first_class())
         return layer
 
     # ------------------------------------------------------------------ classes
@@ -268,7 +276,9 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self._class_names_changed()
 
     def _fill_class_table(self, select: int | None = None) -> None:
-        self.classes.fill(self.controller.class_names(), select)
+        self.classes.fill(self.controller.class_names(), select,
+                          colors=seg_layers.label_colors(self.scribble_layer(),
+                                                         self.controller.class_names()))
         if select is not None and self.scribble_layer() is not None:
             self.scribble_layer().selected_label = select
 
@@ -327,7 +337,8 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
             mode=self.features_combo.currentData(), backbone=self.backbone_combo.currentText(),
             weights=self.weights_edit.text(), shifts=int(self.shifts_combo.currentText()),
             flips=self.flips_check.isChecked(), classifier=self.classifier_combo.currentData(),
-            balance=self.balance_check.isChecked(), crf=self.crf_group.values())
+            balance=self.balance_check.isChecked(), crf=self.crf_group.values(),
+            knobs=self.controller.knobs, knobs_mode=self.controller.knobs_mode)
 
     def feature_spec(self) -> Any:
         return self.options().feature_spec()
@@ -352,6 +363,11 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self._autosave(scribbles=True)
         if self.live_check.isChecked():
             self.train_now(live=True)
+
+    def _on_result_settings_changed(self, *args: Any) -> None:
+        """CRF on/off, its parameters, probability layers: refresh the result in live mode."""
+        if self.live_check.isChecked() and self.probe is not None:
+            self._timer.start()
 
     def current_index(self) -> tuple[int, ...]:
         """Index of the slice on screen in the leading (stack) axes of the image."""
@@ -400,6 +416,10 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
     def _start(self, gen: Any, on_result: Any, description: str) -> None:
         self._slot.start(gen, on_result, description)
 
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self.controller.helper.shutdown()  # the CRF's helper process goes with the dock
+        super().closeEvent(event)
+
     def _on_busy(self, busy: bool) -> None:
         if busy:
             return
@@ -427,4 +447,5 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         if image_name not in self.viewer.layers:
             return
         self.controller.last_segmentation = segs[-1]
-        seg_layers.write_segmentations(self.viewer, segs, index, image_name)
+        seg_layers.write_segmentations(self.viewer, segs, index, image_name,
+                                       probabilities=self.show_probs_check.isChecked())

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dinoseg._widgets.common.selection import select_for_painting
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import SavedWork, project_for
 
@@ -55,17 +56,41 @@ class ProjectWork:
         self.autosaver.flush(timeout)
 
     def restore(self) -> bool:
-        """Bring back the saved scribbles, class names, segmentation and probe of the image."""
+        """Bring back the saved scribbles, class names, segmentation and probe of the image.
+
+        The files are read (and the probe loaded) in a worker; the layers are added when they
+        arrive, so opening a dock over an image with saved work never freezes the viewer.
+        Returns whether there is saved work to restore (inline in sync mode: whether it was).
+        """
+        from napari_dinoseg._widgets.common.workers import start
+
         ctx, img = self.project(), self.image_layer()
         if ctx is None or img is None:
             return False
         saved = SavedWork(*ctx)
+        if not saved.folder.is_dir():
+            return False
         shape = self.spatial_shape(img)
+        want_probe = self.probe is None
+        self.status.setText(f"restoring saved work from {saved.folder}…")
+        done: list[bool] = []
+
+        def apply(parts: dict[str, Any]) -> None:
+            done.append(self._apply_saved(img.name, saved, parts))
+
+        start(_read_saved(saved, shape, want_probe), apply, "restoring saved work")
+        return done[0] if done else True  # threaded: the layers come when read
+
+    def _apply_saved(self, image_name: str, saved: SavedWork, parts: dict[str, Any]) -> bool:
+        """Add the layers of work read by :func:`_read_saved` (GUI thread)."""
+        if image_name not in self.viewer.layers:
+            return False  # the image was closed meanwhile
+        img = self.viewer.layers[image_name]
         restored = []
-        if self.controller.restore_classes(saved.classes()):
+        if self.controller.restore_classes(parts.get("classes")):
             self._fill_class_table()
         scr_name = f"{img.name} scribbles"
-        scribbles = saved.scribbles(shape)
+        scribbles = parts.get("scribbles")
         if scribbles is not None and scr_name not in self.viewer.layers:
             layer = seg_layers.add_scribble_layer(self.viewer, img, scribbles, scr_name)
             seg_layers.set_label_features(layer, self.controller.label_features())
@@ -73,18 +98,41 @@ class ProjectWork:
             self.scribble_combo.setCurrentText(scr_name)
             self._listen(layer)
             restored.append("scribbles")
+        scr_layer = self.viewer.layers[scr_name] if scr_name in self.viewer.layers else None
         seg_name = f"{img.name} segmentation"
-        seg = saved.segmentation(shape)
+        seg = parts.get("segmentation")
         if seg is not None and seg_name not in self.viewer.layers:
             seg_layers.add_saved_segmentation(self.viewer, img, seg, seg_name)
             restored.append("segmentation")
+        probe, why = parts.get("probe", (None, ""))
         if self.probe is None:
-            probe, why = saved.probe()
             if probe is not None:
                 self._adopt_probe(probe)
                 restored.append("probe")
             elif why:
                 self.status.setText(f"saved probe not restored: {why}")
+        if "scribbles" in restored and scr_layer is not None:
+            present = parts.get("present") or []  # the classes in use
+            select_for_painting(self.viewer, scr_layer,
+                                present[0] if present else self.controller.first_class())
         if restored:
             self.status.setText(f"restored {', '.join(restored)} from {saved.folder}")
+        elif not why:
+            self.status.setText("Choose an image, add a scribble layer and paint two classes.")
         return bool(restored)
+
+
+def _read_saved(saved: SavedWork, shape: tuple[int, ...], want_probe: bool) -> Any:
+    """Read what was saved for an image (a worker's job): files, the probe, the values in use."""
+    from headless.progress import Progress
+
+    yield Progress(0, 3, "classes and scribbles")
+    parts: dict[str, Any] = {"classes": saved.classes(), "scribbles": saved.scribbles(shape)}
+    if parts["scribbles"] is not None:
+        values = np.unique(parts["scribbles"])
+        parts["present"] = [int(v) for v in values if v > 0]
+    yield Progress(1, 3, "segmentation")
+    parts["segmentation"] = saved.segmentation(shape)
+    yield Progress(2, 3, "probe")
+    parts["probe"] = saved.probe() if want_probe else (None, "")
+    return parts

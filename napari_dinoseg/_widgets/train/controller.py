@@ -96,11 +96,49 @@ def spec_dict(form: TrainForm) -> dict[str, Any]:
     }
 
 
+#: spec fields (what the engine and the CLI's YAML call them) -> the dock's field labels
+FORM_WORDS = {
+    "data.root": "'dataset folder'", "data.boxes": "'boxes file'",
+    "data.image_size": "'image size'", "data.batch_size": "'batch size'",
+    "data.val_fraction": "'validation share'", "data.num_workers": "'loader workers'",
+    "model.weights": "'weights'", "model.type": "'model'", "opt.lr": "'learning rate'",
+    "opt.target_lr": "'target lr'", "opt.label_smoothing": "'label smoothing'",
+    "crop.thr": "'crop thr'", "crop.temperature": "'attention T'", "num_epochs": "'epochs'",
+    "model.ema_step": "'EMA every k steps'", "log.interval": "'log every (steps)'",
+}
+
+
+def form_words(message: str) -> str:
+    """An engine message with spec field names replaced by the labels the dock shows."""
+    import re
+
+    for field, label in FORM_WORDS.items():
+        message = re.sub(rf"(?<![\w./\\]){re.escape(field)}(?![\w/\\])", label, message)
+    return message
+
+
+def in_form_words(exc: BaseException) -> BaseException:
+    """``exc`` again, its message in the dock's words (same type where it can be rebuilt)."""
+    text = form_words(str(exc))
+    if text == str(exc):
+        return exc
+    try:
+        new = type(exc)(text)
+    except Exception:  # noqa: BLE001 - an exception type with another signature
+        new = ValueError(text)
+    new.__cause__ = exc
+    return new
+
+
 def build_spec(form: TrainForm) -> Any:
-    """The validated job spec of the form (``ValueError`` names what is wrong)."""
+    """The validated job spec of the form (``ValueError`` names what is wrong, in the form's
+    words: 'dataset folder', not ``data.root``)."""
     from headless.jobs.spec import build_spec as build
 
-    return build(spec_dict(form))
+    try:
+        return build(spec_dict(form))
+    except ValueError as exc:
+        raise in_form_words(exc) from exc
 
 
 def runs_root(text: str) -> Path:
@@ -116,7 +154,10 @@ def launch_job(spec: Any, runner: str, root: Path) -> Any:
     from headless.progress import Progress
 
     yield Progress(0, 1, "checking data, boxes, weights and runner")
-    return launch(spec, runner=runner, runs_root=root)
+    try:
+        return launch(spec, runner=runner, runs_root=root)
+    except Exception as exc:
+        raise in_form_words(exc) from exc
 
 
 def runner_note(name: str) -> str:

@@ -28,11 +28,11 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from napari_dinoseg._widgets.common.qt_helpers import hrow
+from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.train.controller import (
     CROPS,
@@ -215,9 +215,10 @@ class TrainWidget(QWidget):
         self.confusion = self.progress_view.confusion
         self.confusion_label = self.progress_view.confusion_label
 
-        layout = QVBoxLayout(self)
-        for box in (data_box, model_box, opt_box, run_box, self.progress_view):
-            layout.addWidget(box)
+        layout = scroll_layout(self)
+        for box in (data_box, model_box, opt_box, run_box):
+            layout.addWidget(collapsible(box))
+        layout.addWidget(self.progress_view)
         layout.addStretch(1)
 
         self.timer = QTimer(self)

@@ -1,0 +1,126 @@
+"""Docks that fit any screen: content in a scroll area, groups that fold away.
+
+A dock's minimum height used to be all of its fields, so the Train dock alone made the window
+1607 px tall and hid its progress bar and curves below the screen. :func:`scroll_layout` puts
+the content in a ``QScrollArea`` (the dock shrinks to what the window leaves and scrolls), and
+:func:`collapsible` wraps a ``QGroupBox`` in a foldable section with the group's title.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QVBoxLayout, QWidget
+
+#: the dock's preferred height; it shrinks below this and scrolls (1280 x 800 screens)
+PREFERRED_HEIGHT = 560
+
+
+#: room for the close / hide / float buttons left of a dock's title
+TITLE_BUTTONS_PX = 90
+
+#: the least height a dock keeps (a few rows), whatever its content
+MIN_HEIGHT = 160
+
+
+class _Area(QScrollArea):
+    """Scrolls vertically only: as wide as the content needs (nothing cut off at the right),
+    as short as the window leaves (the rest scrolls)."""
+
+    def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt's name
+        hint = super().minimumSizeHint()
+        inner = self.widget()
+        if inner is not None:
+            bar = self.verticalScrollBar().sizeHint().width()
+            hint.setWidth(inner.minimumSizeHint().width() + bar + 2)
+            hint.setHeight(min(MIN_HEIGHT, inner.minimumSizeHint().height()))
+        return hint
+
+    def fit_width(self) -> None:
+        """Keep the area (hence the dock) as wide as the content's minimum plus the scroll bar."""
+        inner = self.widget()
+        if inner is None:
+            return
+        bar = self.verticalScrollBar().sizeHint().width()
+        width = inner.minimumSizeHint().width() + bar + 2
+        dock = self._dock()
+        if dock is not None:  # and wide enough for the dock's title and its three buttons
+            width = max(width, self.fontMetrics().horizontalAdvance(dock.windowTitle())
+                        + TITLE_BUTTONS_PX)
+        self.setMinimumWidth(width)
+
+    def _dock(self) -> Any:
+        from qtpy.QtWidgets import QDockWidget
+
+        w = self.parentWidget()
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parentWidget()
+        return w
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        from qtpy.QtCore import QEvent
+
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.fit_width()
+        return super().eventFilter(obj, event)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self.fit_width()
+        super().showEvent(event)
+        viewer = getattr(self.parentWidget(), "viewer", None)
+        if not getattr(self, "_shown", False) and viewer is not None:
+            self._shown = True
+            # the new dock narrowed the canvas: fit the image again once the layout settled
+            # (else an image opened before the dock, e.g. a sample, shows cropped)
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: _reset_view(viewer))
+
+    def sizeHint(self) -> Any:  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        inner = self.widget().sizeHint() if self.widget() is not None else hint
+        bar = self.verticalScrollBar().sizeHint().width()
+        hint.setWidth(max(hint.width(), inner.width() + bar))
+        hint.setHeight(min(inner.height() + 4, PREFERRED_HEIGHT))
+        return hint
+
+
+def _reset_view(viewer: Any) -> None:
+    try:
+        if len(viewer.layers):
+            viewer.reset_view()
+    except RuntimeError:  # the viewer closed meanwhile
+        pass
+
+
+def scroll_layout(panel: QWidget) -> QVBoxLayout:
+    """Give ``panel`` a scroll area and return the layout of the scrolled content."""
+    outer = QVBoxLayout(panel)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = _Area()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    inner = QWidget()
+    inner.setObjectName("dinoseg_scrolled")
+    area.setWidget(inner)
+    inner.installEventFilter(area)
+    outer.addWidget(area)
+    panel.scroll_area = area
+    return QVBoxLayout(inner)
+
+
+def collapsible(group: QGroupBox, expanded: bool = True) -> QWidget:
+    """``group`` inside a foldable section titled like it (click the title to fold)."""
+    from superqt import QCollapsible
+
+    section = QCollapsible(group.title())
+    group.setTitle("")
+    section.setContentsMargins(0, 0, 0, 0)
+    section.addWidget(group)
+    if expanded:
+        section.expand(animate=False)
+    else:
+        section.collapse(animate=False)
+    return section

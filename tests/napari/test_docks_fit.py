@@ -1,0 +1,58 @@
+"""Every dock fits a 1280 x 800 window: it scrolls inside itself, nothing is cut off (Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+DOCKS = ("Scribble segmentation", "Object boxes", "SAM masks", "Train")
+
+
+@pytest.mark.parametrize("names", [("Train",), ("Object boxes", "SAM masks"),
+                                   ("Scribble segmentation",)])
+def test_docks_scroll_and_keep_their_width(make_napari_viewer, qtbot, names):
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((512, 512, 3), np.uint8), rgb=True, name="photo")
+    win = viewer.window._qt_window
+    win.resize(1280, 800)
+    panels = [viewer.window.add_plugin_dock_widget("napari-dinoseg", n)[1] for n in names]
+    for _ in range(20):
+        QApplication.processEvents()
+    qtbot.wait(50)
+    assert win.height() <= 800 and win.width() <= 1280  # the docks did not grow the window
+    for panel in panels:
+        area = panel.scroll_area
+        inner = area.widget()
+        # nothing cut off at the right: the content fits the visible width
+        assert inner.width() <= area.viewport().width() + 1
+        assert inner.minimumSizeHint().width() <= area.viewport().width() + 1
+    if names == ("Train",):  # taller than the window: it scrolls, and the curves are there
+        area = panels[0].scroll_area
+        assert area.widget().height() > area.viewport().height()
+        assert area.verticalScrollBar().maximum() > 0
+        area.ensureWidgetVisible(panels[0].confusion)
+        QApplication.processEvents()
+        assert area.verticalScrollBar().value() > 0
+
+
+def test_groups_fold(make_napari_viewer, qtbot):
+    from superqt import QCollapsible
+
+    from napari_dinoseg._widgets.train.panel import TrainWidget
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    qtbot.addWidget(w)
+    sections = w.findChildren(QCollapsible)
+    assert [s.text() for s in sections] == ["Data", "Job", "Optimisation", "Run"]
+    w.show()
+    qtbot.wait(50)
+    before = sections[2].height()
+    sections[2].collapse(animate=False)
+    qtbot.wait(100)
+    assert not sections[2].isExpanded()
+    assert sections[2].height() < before - 100  # the Optimisation fields folded away
