@@ -34,6 +34,14 @@ PATH: dict[str, Any] = {"path": "always"}
 PATH_OR_KEYWORD: dict[str, Any] = {"path": "if_exists"}
 
 
+def check_device(cls: type, v: str) -> str:
+    """The ``device`` field of every job spec: auto, cpu, cuda, cuda:N or mps."""
+    v = v.strip().lower()
+    if v not in ("auto", "cpu", "cuda", "mps") and not (v.startswith("cuda:") and v[5:].isdigit()):
+        raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+    return v
+
+
 class DataConfig(_Strict):
     """Where the images and boxes are, and how they are batched."""
 
@@ -169,13 +177,7 @@ class ClassifierSpec(_Strict):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     torchrun: TorchrunConfig = Field(default_factory=TorchrunConfig)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
-        return v
+    _device = field_validator("device")(check_device)
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassifierSpec:

@@ -23,6 +23,7 @@ from headless.jobs.spec import (
     SlurmConfig,
     TorchrunConfig,
     _Strict,
+    check_device,
 )
 
 LAYOUTS = ("auto", "imagefolder", "cub", "flowers102", "dogs")
@@ -126,13 +127,7 @@ class FgvcSpec(_Strict):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     torchrun: TorchrunConfig = Field(default_factory=TorchrunConfig)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
-        return v
+    _device = field_validator("device")(check_device)
 
     @model_validator(mode="after")
     def _consistent(self) -> FgvcSpec:

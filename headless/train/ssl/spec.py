@@ -19,6 +19,7 @@ from headless.jobs.spec import (
     SlurmConfig,
     TorchrunConfig,
     _Strict,
+    check_device,
 )
 
 ARCHS = ("vit_tiny", "vit_small", "vit_base", "resnet50", "test_vit")
@@ -102,13 +103,7 @@ class DinoSpec(_Strict):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     torchrun: TorchrunConfig = Field(default_factory=TorchrunConfig)
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {v!r}")
-        return v
+    _device = field_validator("device")(check_device)
 
     def recipe(self) -> dict[str, object]:
         """The optimisation and crop settings with the architecture's defaults filled in."""
