@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from headless.cli._types import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders (ImageFolders: recursive)")
     p.add_argument("--backbone", default="dinov2_vits14")
     p.add_argument("--weights", default="official", help="'official', 'random' or a file")
-    p.add_argument("--size", type=int, default=224, help="longer side fed to the ViT")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=positive_int, default=224, help="longer side fed to the ViT")
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None,
                    help="cache folder (default: the images' project, <folder>/.dinoseg/cache)")

@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._types import positive_int
 
 METHOD_CHOICES = ("dino", "lost", "most", "tokencut")
 
@@ -37,7 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--weights", default="official",
                    help="'official' (hub cache / local checkpoint), 'random' (untrained, "
                         "tests only) or a checkpoint file")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=positive_int, default=None,
                    help="resize so the longer side is N pixels (default: original size, as "
                         "the LOST/TokenCut VOC evaluations)")
     p.add_argument("--which", default="auto", choices=("auto", "k", "q", "v", "patch"),

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import argparse
 
+from headless.cli._types import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embedding map, outlier and mislabel scores of a folder")
     p.add_argument("folder", help="an ImageFolder (one sub-folder per class) or loose images")
     p.add_argument("--backbone", default="auto")
     p.add_argument("--weights", default="official")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--size", type=positive_int, default=224)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=positive_int, default=10)
     p.add_argument("--projection", choices=["auto", "umap", "pca"], default="auto")
     p.add_argument("--csv", default="embedding.csv")
     p.add_argument("--png", default="embedding.png")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from headless.cli._types import positive_int
+
 
 def add_feature_args(p: argparse.ArgumentParser) -> None:
     """Options shared by eval-knn, eval-linear, label-sweep and embed."""
@@ -19,8 +21,9 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
                         "with a dino run folder as --weights")
     p.add_argument("--weights", default="official",
                    help="'official', 'random', a weights file or a dino run folder")
-    p.add_argument("--size", type=int, default=224, help="centre-crop size fed to the model")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--size", type=positive_int, default=224,
+                   help="centre-crop size fed to the model")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-cache", action="store_true", help="do not read / write the feature cache")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -30,7 +33,7 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-knn", help="weighted k-NN accuracy of frozen features (DINO)")
     add_feature_args(p)
-    p.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200])
+    p.add_argument("--k", type=positive_int, nargs="+", default=[10, 20, 100, 200])
     p.add_argument("--temperature", type=float, default=0.07)
     p.set_defaults(func=run)
 

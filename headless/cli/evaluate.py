@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from headless.cli._types import positive_int
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a finished fgvc run on a split of its dataset")
@@ -13,7 +15,7 @@ def register(sub: Any) -> None:
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--runs-root", default=None,
                    help="folder of run folders (default $DINOSEG_RUNS or ~/.dinoseg/runs)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--out", default=None,
                    help="write metrics, per-class accuracy and the confusion matrix as JSON")

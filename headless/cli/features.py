@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headless.cli._types import fraction, positive_int
 from headless.features.foreground import FG_METHODS
 from headless.features.posembed import POS_RESIZE
 from headless.features.views import MODES
@@ -22,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", help="image files or folders")
     add_backbone_arguments(p)
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=positive_int, default=None,
                    help="resize so the longer side is SIZE px (default: native size)")
-    p.add_argument("--keep", type=float, default=0.6,
+    p.add_argument("--keep", type=fraction, default=0.6,
                    help="fraction of attention mass kept by the mask (DINO's default 0.6)")
     p.add_argument("--pca-foreground", action="store_true",
                    help="fit the PCA on foreground (masked) patches only")

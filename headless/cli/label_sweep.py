@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from headless.cli._types import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from headless.cli.eval_knn import add_feature_args
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 5, 10, 25, 50])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--k", type=positive_int, default=20)
     p.add_argument("--epochs", type=int, default=100, help="linear classifier epochs")
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--baseline-backbone", default=None)

@@ -7,14 +7,16 @@ import argparse
 import sys
 from typing import Any
 
+from headless.cli._types import positive_int
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("predict", help="top-k classes of a trained fgvc run for images (CSV)")
     p.add_argument("run", help="run folder, its name, a unique prefix, or 'last'")
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--runs-root", default=None)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--out", default=None, help="CSV file (default: stdout)")
     p.add_argument("--votes", default=None, metavar="DIR",

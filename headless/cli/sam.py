@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._types import fraction, positive_int
 
 FORMAT_SUFFIX = {"coco": ".json", "csv": ".csv", "voc": ""}
 
@@ -61,8 +62,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write embeddings in the image folder's .dinoseg cache")
     g = p.add_argument_group("automatic masks (SAM's generator settings)")
-    g.add_argument("--points-per-side", type=int, default=d.points_per_side)
-    g.add_argument("--points-per-batch", type=int, default=d.points_per_batch)
+    g.add_argument("--points-per-side", type=positive_int, default=d.points_per_side)
+    g.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch)
     g.add_argument("--pred-iou-thresh", type=float, default=d.pred_iou_thresh)
     g.add_argument("--stability-score-thresh", type=float, default=d.stability_score_thresh)
     g.add_argument("--stability-score-offset", type=float, default=d.stability_score_offset)
@@ -77,9 +78,9 @@ def register(sub: Any) -> None:
     c.add_argument("--backbone", default="dino_vits16", help="DINO backbone for --choose")
     c.add_argument("--backbone-weights", default="official",
                    help="its weights: official, random or a file")
-    c.add_argument("--keep", type=float, default=0.6,
+    c.add_argument("--keep", type=fraction, default=0.6,
                    help="attention mass kept by the threshold (DINO's rule), default 0.6")
-    c.add_argument("--size", type=int, default=None,
+    c.add_argument("--size", type=positive_int, default=None,
                    help="resize the longer side to N for the backbone (default: original)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

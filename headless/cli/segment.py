@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._types import positive_int
 
 FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
 
@@ -60,7 +61,7 @@ def register(sub: Any) -> None:
     v.add_argument("--backbone", default=None, help="backbone name (default dinov2_vits14_reg)")
     v.add_argument("--weights", default="official",
                    help="'official' (cache folder), 'random' (untrained, tests) or a file")
-    v.add_argument("--size", type=int, default=None,
+    v.add_argument("--size", type=positive_int, default=None,
                    help="the ViT sees the image with this longer side (overrides --scale)")
     v.add_argument("--scale", type=float, default=None,
                    help=f"ViT input scale: the ViT sees the image this many times its size "
@@ -78,11 +79,11 @@ def register(sub: Any) -> None:
     v.add_argument("--stride", type=int, default=None, help="patch-embedding stride")
     k = p.add_argument_group("classifier")
     k.add_argument("--no-balance", action="store_true", help="do not balance classes")
-    k.add_argument("--max-per-class", type=int, default=t.max_per_class,
+    k.add_argument("--max-per-class", type=positive_int, default=t.max_per_class,
                    help=f"training pixels kept per class (default {t.max_per_class})")
     k.add_argument("--C", type=float, default=t.C, dest="C",
                    help=f"linear probe inverse regularisation (default {t.C})")
-    k.add_argument("--trees", type=int, default=t.n_estimators,
+    k.add_argument("--trees", type=positive_int, default=t.n_estimators,
                    help=f"random forest trees (default {t.n_estimators})")
     k.add_argument("--max-depth", type=int, default=t.max_depth,
                    help=f"random forest depth limit (default {t.max_depth}; 0 = none)")
@@ -94,7 +95,7 @@ def register(sub: Any) -> None:
     r.add_argument("--crf-bilateral-sxy", type=float, default=c.bilateral_sxy)
     r.add_argument("--crf-bilateral-srgb", type=float, default=c.bilateral_srgb)
     r.add_argument("--crf-bilateral-compat", type=float, default=c.bilateral_compat)
-    r.add_argument("--crf-iterations", type=int, default=c.iterations)
+    r.add_argument("--crf-iterations", type=positive_int, default=c.iterations)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

@@ -41,3 +41,20 @@ def test_user_errors_stay_plain_one_liners(monkeypatch, capsys):
     monkeypatch.setattr(features_cmd, "run", refuse)
     assert main(["features", "x.png", "--out", "o"]) == 2
     assert capsys.readouterr().err == "dinoseg features: error: x.png: not an image (try a PNG)\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["features", "x.png", "--out", "o", "--size", "-5"], "argument --size: must be at least 1"),
+    (["features", "x.png", "--out", "o", "--keep", "2"], "argument --keep: must be in (0, 1]"),
+    (["segment", "x.png", "--scribbles", "s.tif", "--out", "o", "--trees", "0"],
+     "argument --trees: must be at least 1"),
+    (["sam", "x.png", "--out", "o", "--points-per-side", "zero"],
+     "argument --points-per-side: expected a whole number"),
+    (["attention-maps", "x", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["boxes", "x.png", "--method", "lost", "--out", "o.json", "--size", "0"],
+     "argument --size: must be at least 1"),
+])
+def test_impossible_numbers_are_refused_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
