@@ -439,3 +439,20 @@ def test_no_qt_or_napari_in_box_engine():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).parent)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("doctype", [
+    '<!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;&x;&x;&x;&x;&x;&x;">]>',
+    '<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
+])
+def test_voc_files_with_entities_are_refused_not_expanded(tmp_path, doctype):
+    from headless.boxes import BoxFormatError, read_voc
+
+    body = ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height>"
+            "</size><object><name>&y;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax>"
+            "<ymax>5</ymax></bndbox></object></annotation>").replace("&y;", "&x;" if "SYSTEM"
+                                                                     in doctype else "&y;")
+    path = tmp_path / "bomb.xml"
+    path.write_text(f'<?xml version="1.0"?>\n{doctype}\n{body}')
+    with pytest.raises(BoxFormatError, match="refused: unsafe XML"):
+        read_voc(path)

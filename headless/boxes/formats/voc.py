@@ -42,8 +42,13 @@ def _xml_text(
 
 
 def _read_voc_file(path: Path, warnings: list[str]) -> tuple[str, tuple[int, int], list[Box]]:
-    try:
-        root = ET.parse(path).getroot()
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import parse as safe_parse
+
+    try:  # defusedxml: entity expansion, external entities and DTDs are refused, not resolved
+        root = safe_parse(path).getroot()
+    except DefusedXmlException as exc:
+        raise file_error(path, "", f"refused: unsafe XML ({type(exc).__name__})") from None
     except ET.ParseError as exc:
         raise file_error(path, "", f"not valid XML ({exc})") from None
     except OSError as exc:
