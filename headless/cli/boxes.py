@@ -142,6 +142,12 @@ def _run_boxes(args: argparse.Namespace) -> int:
     if handling not in HANDLING_CHOICES:
         raise CommandError(f"--param handling= must be one of {', '.join(HANDLING_CHOICES)}, "
                            f"got {handling!r}")
+    from headless.boxes.localize import METHOD_FUNCTIONS
+    from headless.boxes.localize.params import check_params
+
+    method = args.method.lower()
+    if method in METHOD_FUNCTIONS:  # before any model is loaded or image read
+        check_params(method, METHOD_FUNCTIONS[method], params)
     paths = {p.name: p for p in images}
 
     gen = compute_boxes(images, args.method, backbone=args.backbone, weights=args.weights,

@@ -187,3 +187,20 @@ def test_boxes_reports_images_without_box_and_clips(image_dir, tmp_path, capsys,
     bs = read_boxes(out)
     assert bs.boxes["b.tif"] == [] and "b.tif" in bs.images
     assert bs.boxes["a.png"] == [Box(0, 3, 56, 12, score=0.5, source="most")]  # clipped
+
+
+@pytest.mark.parametrize(("param", "message"), [
+    ("k=-1", "lost parameter k=-1: must be a whole number >= 1"),
+    ("kk=5", "lost has no parameter 'kk' (did you mean 'k'?)"),
+    ("k=NaN", "lost parameter k=nan: must be finite"),
+    ("k=[1, 2]", "lost parameter k"),
+])
+def test_bad_params_are_refused_before_any_work(tmp_path, capsys, param, message):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    code = main(["boxes", str(tmp_path / "a.png"), "--method", "lost", "--backbone",
+                 "test_dino_tiny16", "--weights", "random", "--out", str(tmp_path / "o.json"),
+                 "--param", param])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()

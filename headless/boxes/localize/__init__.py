@@ -37,6 +37,7 @@ from headless.boxes.localize.handling import (
 )
 from headless.boxes.localize.lost import lost
 from headless.boxes.localize.most import most
+from headless.boxes.localize.params import check_params
 from headless.boxes.localize.tokencut import tokencut
 from headless.boxes.types import Box
 
@@ -117,6 +118,8 @@ def localize(
         raise ValueError(f"unknown localisation method {method!r}; choose from {METHODS}")
     if which not in WHICH_CHOICES:
         raise ValueError(f"which must be one of {', '.join(WHICH_CHOICES)}, got {which!r}")
+    function = METHOD_FUNCTIONS[name]
+    check_params(name, function, params)
     h = resolve_handling(handling, getattr(features, "family", None) or None)
     params = {**h.method_params.get(name, {}), **params}
     preset_which = params.pop("which", h.which)  # a preset may pick features per method
@@ -159,8 +162,12 @@ def localize(
     if needs_attention:
         params["attention"] = clean_attention(heads.mean(axis=0))
     tokens = centre_tokens(tokens, h.centre)
-    function = {"lost": lost, "most": most, "tokencut": tokencut}[name]
     return function(tokens, grid, patch_size, image_hw, orig_hw=orig_hw, **params)
+
+
+#: method name -> the function that computes its boxes (its keywords are its parameters)
+METHOD_FUNCTIONS = {"dino": dino_attention_boxes, "lost": lost, "most": most,
+                    "tokencut": tokencut}
 
 
 def _check_index(index: int, batch: int) -> None:
@@ -171,6 +178,7 @@ def _check_index(index: int, batch: int) -> None:
 __all__ = [
     "DEFAULTS",
     "METHODS",
+    "METHOD_FUNCTIONS",
     "PRESETS",
     "WHICH_CHOICES",
     "Handling",
