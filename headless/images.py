@@ -165,3 +165,36 @@ def expand_inputs(inputs: list[str | Path]) -> FolderListing:
         else:
             raise ImageError(f"{p}: no such file or folder")
     return FolderListing(images, skipped)
+
+
+def output_stems(items: list[str | Path]) -> list[str]:
+    """One distinct output stem per input, so no output overwrites another.
+
+    A stem that is unique stays as it is (``a.png`` -> ``a``, as before). Inputs whose stems
+    collide get their suffix (``a.png``, ``a.tif`` -> ``a_png``, ``a_tif``); the same file name
+    from different folders gets the folder too (``x/same.png`` -> ``x_same_png``); anything still
+    equal is numbered.
+    """
+    paths = [Path(p) for p in items]
+
+    def collisions(names: list[str]) -> set[str]:
+        seen: dict[str, int] = {}
+        for n in names:
+            seen[n] = seen.get(n, 0) + 1
+        return {n for n, c in seen.items() if c > 1}
+
+    stems = [p.stem for p in paths]
+    clash = collisions(stems)
+    stems = [f"{p.stem}_{p.suffix.lstrip('.')}" if s in clash and p.suffix else s
+             for p, s in zip(paths, stems)]
+    clash = collisions(stems)
+    stems = [f"{p.parent.name}_{s}" if s in clash and p.parent.name else s
+             for p, s in zip(paths, stems)]
+    clash, counter = collisions(stems), {}
+    out = []
+    for s in stems:
+        if s in clash:
+            counter[s] = counter.get(s, 0) + 1
+            s = f"{s}_{counter[s]}"
+        out.append(s)
+    return out

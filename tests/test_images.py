@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,36 @@ def test_real_files_with_leading_axis_and_types(shared_data):
     assert rgb.shape == (422, 800, 3)
     stack = read_image(shared_data / "em_cells" / "train_stack_small.tif")
     assert stack.shape == (6, 518, 518)
+
+
+def test_output_stems_never_collide_and_keep_unique_names():
+    from headless.images import output_stems
+
+    items = [Path("d1/same.png"), Path("d2/same.png"), Path("a.png"), Path("a.tif"),
+             Path("solo.jpg"), Path("d1/x.png"), Path("d1/x.png")]
+    stems = output_stems(items)
+    assert len(set(stems)) == len(stems)
+    assert stems[:5] == ["d1_same_png", "d2_same_png", "a_png", "a_tif", "solo"]
+    assert stems[5:] == ["d1_x_png_1", "d1_x_png_2"]
+
+
+def test_segment_apply_writes_one_file_per_input_even_with_equal_names(tmp_path):
+    import tifffile
+
+    from headless.progress import run
+    from headless.segment.workflow import FeatureSpec, Segmenter, SegmentSettings, apply_to_all
+
+    rng = np.random.default_rng(0)
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "same.tif", rng.integers(0, 255, (24, 24), np.uint8))
+    seg = Segmenter(SegmentSettings(features=FeatureSpec(mode="classical")))
+    image = rng.integers(0, 255, (24, 24)).astype(np.uint8)
+    scribbles = np.zeros((24, 24), np.uint8)
+    scribbles[:4], scribbles[-4:] = 1, 2
+    probe = run(seg.train([(image, scribbles)]))
+    out = tmp_path / "out"
+    res = run(apply_to_all(seg, probe, [tmp_path / "d1" / "same.tif",
+                                        tmp_path / "d2" / "same.tif"], out))
+    assert sorted(p.name for p in res.written) == ["d1_same_tif_labels.tif",
+                                                   "d2_same_tif_labels.tif"]

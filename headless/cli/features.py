@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     }
     from tqdm import tqdm
 
+    from headless.images import output_stems
+
+    stems = dict(zip(listing.images, output_stems(listing.images)))
+    names = [p.name for p in listing.images]
+    keys = {p: p.name if names.count(p.name) == 1 else stems[p] for p in listing.images}
     for path in tqdm(listing.images, desc="images", disable=args.quiet or len(listing.images) < 2):
         try:
             image = read_image(path)
@@ -128,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
             )
         except ImageError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            summary["failed"][path.name] = str(exc)
+            summary["failed"][keys[path]] = str(exc)
             continue
-        stem = out / path.stem
+        stem = out / stems[path]
         atomic_save_npz(stem.with_suffix(".npz"), **views.arrays())
         meta = {"backbone": backbone.name, "weights": backbone.weights_label}
         save_png(f"{stem}_attn.png", colormap(views.attn_mean), meta)
@@ -143,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
             save_png(f"{stem}_foreground.png", views.foreground.mask * 255, meta)
         if views.clusters is not None:
             save_png(f"{stem}_clusters.png", label_colours(views.clusters.labels), meta)
-        summary["images"][path.name] = {"grid": list(views.attn_mean.shape), "notes": views.notes}
+        summary["images"][keys[path]] = {"grid": list(views.attn_mean.shape), "notes": views.notes}
         if views.foreground is not None:
-            summary["images"][path.name]["foreground_fraction"] = float(
+            summary["images"][keys[path]]["foreground_fraction"] = float(
                 views.foreground.mask.mean())
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {len(summary['images'])} image(s) to {out} (weights: {backbone.weights_label})")

@@ -179,6 +179,9 @@ def _run(args: argparse.Namespace) -> int:
     all_boxes, chosen_boxes = BoxSet(), BoxSet()
     failures: dict[str, str] = {}
     n_masks = 0
+    from headless.images import output_stems
+
+    stems = dict(zip(images, output_stems(images)))
     for path in images:
         try:
             image = read_image(path)
@@ -206,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
 
             attn, att_mask = attention_for_image(backbone, image, args.keep, args.size)
             choice = choose_mask(ms, attention=attn, attention_mask=att_mask)
-        stem = path.stem
+        stem = stems[path]
         atomic_write_tiff(out / f"{stem}_sam_labels.tif", ms.labels())
         if ms.n:  # a (0, H, W) TIFF is not conformant: no masks, no stack
             atomic_write_tiff(out / f"{stem}_sam_masks.tif", ms.masks.astype(np.uint8))

@@ -59,7 +59,7 @@ def apply_to_all(
     axes (C, Y, X) (or (Z, C, Y, X) for a stack). A file that cannot be read or does not match
     the probe is skipped with its reason (or raises with ``stop_on_error``).
     """
-    from headless.images import read_image
+    from headless.images import output_stems, read_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +67,7 @@ def apply_to_all(
     result = ApplyResult()
     if not items:
         raise ImageError("no images to segment")
+    stems = output_stems([src if isinstance(src, Path) else Path(name) for name, src in items])
     for i, (name, src) in enumerate(items):
         yield Progress(i, len(items), f"{name} ({i + 1}/{len(items)})")
         try:
@@ -82,7 +83,7 @@ def apply_to_all(
                 raise
             result.skipped.append((name, str(exc)))
             continue
-        stem = Path(name).stem
+        stem = stems[i]
         labels = np.stack([s.labels for s in segs]) if len(segs) > 1 else segs[0].labels
         result.written.append(atomic_write_tiff(out / f"{stem}_labels.tif", labels))
         if save_proba:
