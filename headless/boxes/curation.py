@@ -15,6 +15,7 @@ verified boxes unless asked to, and then the previous state is kept in ``boxes.p
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from typing import Any
 from headless.boxes.formats import BoxFormatError, write_boxes
 from headless.boxes.types import Box, BoxSet
 from headless.store import ProjectStore, project_root_for_folder
+
+log = logging.getLogger(__name__)
 
 NONE = "none"
 AUTOMATIC = "automatic"
@@ -116,6 +119,8 @@ class BoxCuration:
         # a GUI thread saving edits and a worker saving automatic results may meet on one image:
         # each read-check-write below is done under this lock
         self._lock = threading.RLock()
+        #: damaged box files moved aside in this session (newest last), for a front end to show
+        self.quarantined: list[Path] = []
 
     @classmethod
     def for_folder(cls, folder: str | Path) -> BoxCuration:
@@ -186,7 +191,14 @@ class BoxCuration:
         """
         size = (int(size[0]), int(size[1]))
         with self._lock:
-            old = self._load_quietly(image)
+            try:
+                old = self.load(image)
+            except BoxFormatError:
+                kept = self._quarantine(image)
+                raise BoxFormatError(
+                    f"{image}: its saved boxes were damaged and are kept at {kept.name}; they may "
+                    "hold your edits, so no automatic boxes were saved: check that file, then "
+                    "compute again") from None
             if old is not None and old.status in (EDITED, VERIFIED):
                 if not overwrite:
                     return old, False
@@ -231,13 +243,25 @@ class BoxCuration:
             return self._write(state)
 
     def _load_quietly(self, image: str) -> ImageBoxes | None:
-        """The saved state; a damaged file is kept aside (never silently overwritten)."""
+        """The saved state before a user's save; a damaged file is kept aside and logged."""
         try:
             return self.load(image)
         except BoxFormatError:
-            p = self.path(image)
-            p.replace(p.with_name(f"{p.name}.damaged-{datetime.now():%Y%m%d-%H%M%S}"))
+            self._quarantine(image)
             return None
+
+    def _quarantine(self, image: str) -> Path:
+        """Move a damaged ``boxes.json`` aside under a name no earlier backup has; say so."""
+        p = self.path(image)
+        stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+        target, n = p.with_name(f"{p.name}.damaged-{stamp}"), 1
+        while target.exists():
+            n += 1
+            target = p.with_name(f"{p.name}.damaged-{stamp}-{n}")
+        p.replace(target)
+        self.quarantined.append(target)
+        log.warning("%s: saved boxes were damaged; kept at %s", image, target)
+        return target
 
     # -- export --------------------------------------------------------------------------
     def to_boxset(

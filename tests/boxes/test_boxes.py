@@ -456,3 +456,18 @@ def test_voc_files_with_entities_are_refused_not_expanded(tmp_path, doctype):
     path.write_text(f'<?xml version="1.0"?>\n{doctype}\n{body}')
     with pytest.raises(BoxFormatError, match="refused: unsafe XML"):
         read_voc(path)
+
+
+def test_damaged_saved_boxes_are_never_silently_replaced(tmp_path):
+    from headless.boxes import BoxCuration, BoxFormatError
+
+    cur = BoxCuration.for_folder(tmp_path)
+    cur.save_edit("a.png", [Box(0, 0, 4, 4)], (8, 8))
+    for attempt in range(2):  # two damages within the same second keep two backups
+        cur.path("a.png").write_text("{damaged " + str(attempt))
+        with pytest.raises(BoxFormatError, match="kept at boxes.json.damaged-.*no automatic"):
+            cur.save_automatic("a.png", [Box(1, 1, 3, 3)], (8, 8), "lost")
+    folder = cur.path("a.png").parent
+    backups = sorted(p.read_text() for p in folder.glob("boxes.json.damaged-*"))
+    assert backups == ["{damaged 0", "{damaged 1"] and len(cur.quarantined) == 2
+    assert not cur.path("a.png").exists()  # nothing automatic was written in their place
