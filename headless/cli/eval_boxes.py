@@ -45,9 +45,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.threshold <= 1.0:
         raise CommandError(f"--threshold must lie in (0, 1], got {args.threshold}")
+    if args.json is not None and args.json.is_dir():
+        raise CommandError(f"--json {args.json} is a folder; give a file name")
     pred = read_boxes(args.pred)
     gt = read_boxes(args.gt)
     for w in pred.warnings + gt.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for w in size_mismatches(pred, gt):
         print(f"warning: {w}", file=sys.stderr)
     images = read_image_list(args.image_list) if args.image_list else None
     result = evaluate(pred, gt, threshold=args.threshold, images=images,
@@ -64,3 +68,18 @@ def _run(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, d)
         print(f"metrics written to {args.json}")
     return 0
+
+
+def size_mismatches(pred: Any, gt: Any) -> list[str]:
+    """Images whose two files disagree about the image size: their boxes are in other pixels."""
+    from headless.boxes import match_image_names
+
+    pairs = match_image_names(pred.sizes, gt.sizes)
+    bad = [(p, g) for g, p in pairs.items() if tuple(pred.sizes[p]) != tuple(gt.sizes[g])]
+    if not bad:
+        return []
+    p, g = bad[0]
+    (pw, ph), (gw, gh) = pred.sizes[p], gt.sizes[g]
+    return [f"{len(bad)} image(s) have another size in the predictions than in the ground truth "
+            f"(e.g. {g}: {pw}x{ph} vs {gw}x{gh}); their boxes are in different pixels, so their "
+            "scores mean nothing: rescale the predictions or compute them on the original images"]

@@ -204,3 +204,18 @@ def test_bad_params_are_refused_before_any_work(tmp_path, capsys, param, message
                  "--param", param])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_eval_boxes_warns_when_the_files_disagree_about_sizes(tmp_path, capsys):
+    pred, gt = BoxSet(), BoxSet()
+    pred.add("a.jpg", [Box(0, 0, 10, 10)], (320, 240))
+    gt.add("a.jpg", [Box(0, 0, 20, 20)], (640, 480))
+    write_coco(tmp_path / "p.json", pred)
+    write_coco(tmp_path / "g.json", gt)
+    assert main(["eval-boxes", str(tmp_path / "p.json"), str(tmp_path / "g.json")]) == 0
+    err = capsys.readouterr().err
+    assert "1 image(s) have another size" in err and "a.jpg: 320x240 vs 640x480" in err
+    (tmp_path / "folder").mkdir()
+    assert main(["eval-boxes", str(tmp_path / "p.json"), str(tmp_path / "g.json"),
+                 "--json", str(tmp_path / "folder")]) == 2
+    assert "is a folder" in capsys.readouterr().err
