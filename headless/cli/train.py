@@ -43,12 +43,15 @@ def _run(args: argparse.Namespace) -> int:
         build_spec,
         default_spec,
         load_spec,
+        parse_override,
         spec_to_yaml,
         to_yaml,
     )
 
-    if args.print_defaults:
-        print(to_yaml(default_spec()), end="")
+    if args.print_defaults:  # the defaults of the job asked for with --set job=NAME
+        job = next((value for key, value in map(parse_override, args.overrides or [])
+                    if key == ["job"]), "classifier")
+        print(to_yaml(default_spec(str(job))), end="")
         return 0
     spec = load_spec(args.spec, args.overrides) if args.spec else build_spec({}, args.overrides)
     if args.dry_run:

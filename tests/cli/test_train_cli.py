@@ -121,3 +121,13 @@ def test_one_image_per_class_is_warned_before_the_run(env, capsys):
                  "data.val_fraction=0"])
     captured = capsys.readouterr()
     assert code == 0 and "warning: no validation images" in captured.err
+
+
+def test_print_defaults_follows_the_job(capsys):
+    assert main(["train", "--print-defaults"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["job"] == "classifier"
+    assert main(["train", "--print-defaults", "--set", "job=fgvc"]) == 0
+    fgvc = yaml.safe_load(capsys.readouterr().out)
+    assert fgvc["job"] == "fgvc" and "ielt" in fgvc
+    assert main(["train", "--print-defaults", "--set", "job=dino"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["job"] == "dino"
