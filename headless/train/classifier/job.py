@@ -15,7 +15,6 @@ metrics of an uninterrupted run (on CPU, or on GPU with deterministic algorithms
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,12 @@ from headless.train.classifier.checkpoints import load_checkpoint, save_checkpoi
 from headless.train.classifier.models import build_model, check_model
 from headless.train.classifier.optim import build_optimizer, make_ema
 from headless.train.classifier.runtime import (
+    IndexBatches,
     any_rank,
-    init_distributed,
-    resolve_device,
+    make_loader,
     rng_state,
-    set_determinism,
     set_rng_state,
+    start_job,
 )
 from headless.train.classifier.trackers import Trackers
 from headless.train.data.dataset import ClassifierDataset, EpochBatches
@@ -52,29 +51,6 @@ def preflight(spec: ClassifierSpec) -> dict[str, Any]:
     return plan.summary()
 
 
-def _loader(dataset: Any, batch_sampler: Any, spec: ClassifierSpec, device: torch.device,
-            seed: int) -> Any:
-    from torch.utils.data import DataLoader
-
-    return DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=spec.data.num_workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-    )
-
-
-class _Batches:
-    """Validation batches of plain indices (this rank's share)."""
-
-    def __init__(self, indices: list[int], batch_size: int) -> None:
-        self.indices, self.batch_size = indices, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.indices) / self.batch_size)
-
-    def __iter__(self) -> Any:
-        for i in range(0, len(self.indices), self.batch_size):
-            yield self.indices[i:i + self.batch_size]
-
 
 def run(
     spec: ClassifierSpec, run_dir: str | Path, stop: Any = None, log: RunLog | None = None
@@ -85,14 +61,7 @@ def run(
     current step was saved first, so the run can resume exactly.
     """
     run_dir = Path(run_dir)
-    use_cuda = spec.device.startswith("cuda") or (spec.device == "auto"
-                                                  and torch.cuda.is_available())
-    dist = init_distributed(use_cuda)
-    log = log or RunLog(run_dir, enabled=dist.is_main)
-    device = resolve_device(spec.device, dist)
-    set_determinism(spec.seed, spec.deterministic)
-    if spec.cpu_threads:
-        torch.set_num_threads(spec.cpu_threads)
+    dist, log, device = start_job(spec, run_dir, log)
 
     plan = plan_data(spec)
     for warning in plan.warnings():
@@ -162,8 +131,8 @@ def run(
         }
 
     def run_eval() -> dict[str, Any]:
-        loader = _loader(val_ds, _Batches(val_indices, spec.data.batch_size), spec, device,
-                         spec.seed)
+        batches = IndexBatches(val_indices, spec.data.batch_size)
+        loader = make_loader(val_ds, batches, spec.data.num_workers, device, spec.seed)
         res = evaluate(model, loader, n_classes, device, spec.opt.label_smoothing, classes,
                        dist.enabled, autocast_dtype)
         out: dict[str, Any] = res.metrics()
@@ -184,7 +153,8 @@ def run(
         epoch = step // spe
         sampler = EpochBatches(len(train_ds), spec.data.batch_size, spec.seed, epoch,
                                start=step % spe, rank=dist.rank, world=dist.world)
-        for images, labels in _loader(train_ds, sampler, spec, device, spec.seed + epoch):
+        loader = make_loader(train_ds, sampler, spec.data.num_workers, device, spec.seed + epoch)
+        for images, labels in loader:
             if any_rank(stop is not None and stop.requested, dist, device):
                 if dist.is_main:
                     path = save_checkpoint(run_dir, checkpoint_state(), step,

@@ -106,3 +106,43 @@ def any_rank(flag: bool, dist: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+
+
+def start_job(spec: Any, run_dir: Any, log: Any = None) -> tuple[DistInfo, Any, torch.device]:
+    """What every training job does first: DDP (when under torchrun), the run log (rank 0
+    writes), the device, seeds and determinism, CPU threads. Returns ``(dist, log, device)``."""
+    from headless.jobs.runlog import RunLog
+
+    use_cuda = spec.device.startswith("cuda") or (spec.device == "auto"
+                                                  and torch.cuda.is_available())
+    dist = init_distributed(use_cuda)
+    log = log or RunLog(run_dir, enabled=dist.is_main)
+    device = resolve_device(spec.device, dist)
+    set_determinism(spec.seed, spec.deterministic)
+    if spec.cpu_threads:
+        torch.set_num_threads(spec.cpu_threads)
+    return dist, log, device
+
+
+class IndexBatches:
+    """Evaluation batches of plain indices, in order (this rank's share)."""
+
+    def __init__(self, indices: list[int], batch_size: int) -> None:
+        self.indices, self.batch_size = indices, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self) -> Any:
+        for i in range(0, len(self.indices), self.batch_size):
+            yield self.indices[i:i + self.batch_size]
+
+
+def make_loader(dataset: Any, batch_sampler: Any, num_workers: int, device: torch.device,
+                seed: int) -> Any:
+    """A DataLoader whose worker seeds come from ``seed`` (never the global RNG: exact resume)."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                      pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(seed))

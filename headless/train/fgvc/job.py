@@ -11,7 +11,6 @@ evaluation on the held-out test split (top-1 / top-5, per-class accuracy, confus
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ from headless.jobs.spec import lr_at
 from headless.train.classifier.checkpoints import load_checkpoint, save_checkpoint, save_weights
 from headless.train.classifier.optim import build_optimizer
 from headless.train.classifier.runtime import (
+    IndexBatches,
     any_rank,
-    init_distributed,
-    resolve_device,
+    make_loader,
     rng_state,
-    set_determinism,
     set_rng_state,
+    start_job,
 )
 from headless.train.classifier.trackers import Trackers
 from headless.train.data.dataset import ClassifierDataset, EpochBatches
@@ -65,24 +64,6 @@ def preflight(spec: FgvcSpec) -> dict[str, Any]:
             "warnings": []}
 
 
-class _Batches:
-    def __init__(self, indices: list[int], batch_size: int) -> None:
-        self.indices, self.batch_size = indices, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.indices) / self.batch_size)
-
-    def __iter__(self) -> Any:
-        for i in range(0, len(self.indices), self.batch_size):
-            yield self.indices[i:i + self.batch_size]
-
-
-def _loader(ds: Any, sampler: Any, spec: FgvcSpec, device: torch.device, seed: int) -> Any:
-    from torch.utils.data import DataLoader
-
-    return DataLoader(ds, batch_sampler=sampler, num_workers=spec.data.num_workers,
-                      pin_memory=device.type == "cuda",
-                      generator=torch.Generator().manual_seed(seed))
 
 
 def sub_batches(n: int, sub: int | None) -> list[slice]:
@@ -122,14 +103,7 @@ def train_step(model: nn.Module, train_model: nn.Module, images: torch.Tensor,
 def run(spec: FgvcSpec, run_dir: str | Path, stop: Any = None, log: RunLog | None = None) -> str:
     """Train (or continue) the fgvc run of ``spec``; "completed" or "stopped" (resumable)."""
     run_dir = Path(run_dir)
-    use_cuda = spec.device.startswith("cuda") or (spec.device == "auto"
-                                                  and torch.cuda.is_available())
-    dist = init_distributed(use_cuda)
-    log = log or RunLog(run_dir, enabled=dist.is_main)
-    device = resolve_device(spec.device, dist)
-    set_determinism(spec.seed, spec.deterministic)
-    if spec.cpu_threads:
-        torch.set_num_threads(spec.cpu_threads)
+    dist, log, device = start_job(spec, run_dir, log)
     splits = read_splits(spec.data, spec.seed)
     boxes = _boxes(spec, splits)
     classes, n_classes = splits.classes, len(splits.classes)
@@ -181,7 +155,8 @@ def run(spec: FgvcSpec, run_dir: str | Path, stop: Any = None, log: RunLog | Non
 
     def run_eval(ds: ClassifierDataset) -> Any:
         idx = list(range(len(ds)))[dist.rank::dist.world]
-        loader = _loader(ds, _Batches(idx, spec.data.batch_size), spec, device, spec.seed)
+        batches = IndexBatches(idx, spec.data.batch_size)
+        loader = make_loader(ds, batches, spec.data.num_workers, device, spec.seed)
         return evaluate(model, loader, n_classes, device, 0.0, classes, dist.enabled,
                         autocast_dtype)
 
@@ -192,7 +167,8 @@ def run(spec: FgvcSpec, run_dir: str | Path, stop: Any = None, log: RunLog | Non
         first = labels_train if triplets else len(train_ds)
         sampler = sampler_cls(first, spec.data.batch_size, spec.seed, epoch,
                               start=step % spe, rank=dist.rank, world=dist.world)
-        for images, labels in _loader(train_ds, sampler, spec, device, spec.seed + epoch):
+        loader = make_loader(train_ds, sampler, spec.data.num_workers, device, spec.seed + epoch)
+        for images, labels in loader:
             if any_rank(stop is not None and stop.requested, dist, device):
                 if dist.is_main:
                     path = save_checkpoint(run_dir, state(), step, spec.checkpoint.keep)

@@ -22,11 +22,10 @@ from headless.jobs.runlog import RunLog
 from headless.train.classifier.checkpoints import load_checkpoint, save_checkpoint
 from headless.train.classifier.runtime import (
     any_rank,
-    init_distributed,
-    resolve_device,
+    make_loader,
     rng_state,
-    set_determinism,
     set_rng_state,
+    start_job,
 )
 from headless.train.classifier.trackers import Trackers
 from headless.train.data.dataset import EpochBatches
@@ -71,7 +70,6 @@ def _autocast(spec: DinoSpec, device: torch.device) -> tuple[torch.dtype | None,
 
 
 def run(spec: DinoSpec, run_dir: str | Path, stop: Any = None, log: RunLog | None = None) -> str:
-    from torch.utils.data import DataLoader
 
     from headless.train.ssl.augment import MultiCrop, PretextDataset
     from headless.train.ssl.data import list_pretext
@@ -87,14 +85,7 @@ def run(spec: DinoSpec, run_dir: str | Path, stop: Any = None, log: RunLog | Non
     from headless.train.ssl.schedules import cosine_schedule
 
     run_dir = Path(run_dir)
-    use_cuda = spec.device.startswith("cuda") or (spec.device == "auto"
-                                                  and torch.cuda.is_available())
-    dist = init_distributed(use_cuda)
-    log = log or RunLog(run_dir, enabled=dist.is_main)
-    device = resolve_device(spec.device, dist)
-    set_determinism(spec.seed, spec.deterministic)
-    if spec.cpu_threads:
-        torch.set_num_threads(spec.cpu_threads)
+    dist, log, device = start_job(spec, run_dir, log)
     recipe = spec.recipe()
     paths = list_pretext(spec.data.pretext)
     crops = MultiCrop(recipe["global_scale"], recipe["local_scale"], spec.crops.n_local,
@@ -168,10 +159,7 @@ def run(spec: DinoSpec, run_dir: str | Path, stop: Any = None, log: RunLog | Non
         epoch = step // spe
         sampler = EpochBatches(len(dataset), spec.data.batch_size, spec.seed, epoch,
                                start=step % spe, rank=dist.rank, world=dist.world)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=spec.data.num_workers,
-                            pin_memory=device.type == "cuda",
-                            # its own generator: a new loader must not draw from the global RNG
-                            generator=torch.Generator().manual_seed(spec.seed + epoch))
+        loader = make_loader(dataset, sampler, spec.data.num_workers, device, spec.seed + epoch)
         for images, _ in loader:
             if any_rank(stop is not None and stop.requested, dist, device):
                 if dist.is_main:
