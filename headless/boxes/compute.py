@@ -46,6 +46,7 @@ class ImageBoxesProgress(Progress):
     boxes: tuple[Box, ...] | None = None
     size: tuple[int, int] | None = None
     error: str | None = None
+    qc: dict[str, Any] | None = None  # the QC record (uncertainty, signals, reasons) when asked
 
 
 @dataclass
@@ -95,20 +96,73 @@ def localize_image(
     handling: str = "auto",
 ) -> list[Box]:
     """Boxes of one image, in its original pixel coordinates (empty: no foreground found)."""
-    from headless.boxes.localize import localize
     from headless.features.forward import extract_image
 
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
     _check_choices(which, handling)
-    wh = image_size(image)
+    image_size(image)  # a clear error for an odd shape before the forward pass
     # float32 as the reference LOST / TokenCut / MOST runs (bf16 autocast changes their seeds)
     feats = extract_image(backbone, image, size=size, autocast=False)
+    return boxes_from_features(feats, method, which=which, params=params, handling=handling)
+
+
+def boxes_from_features(
+    feats: Any,
+    method: str,
+    *,
+    which: str = "auto",
+    params: dict[str, Any] | None = None,
+    handling: str = "auto",
+) -> list[Box]:
+    """Boxes of one image from its features (a batch of one with ``orig_hw`` set).
+
+    The step after the forward pass, apart so that a batch job (:mod:`headless.batch`) can run
+    the forward on many images at once and get exactly the boxes of :func:`localize_image`.
+    """
+    from headless.boxes.localize import localize
+
+    oh, ow = feats.orig_hw
     # the methods work in network-input pixels and map to the original size themselves
     extra = {} if handling == "auto" else {"handling": handling}  # auto: localize's default
-    boxes = localize(method, feats, index=0, which=which, orig_hw=(wh[1], wh[0]),
+    boxes = localize(method, feats, index=0, which=which, orig_hw=(oh, ow),
                      **extra, **(params or {}))
-    return _clip_all(boxes, wh)
+    return _clip_all(boxes, (ow, oh))
+
+
+#: Methods run beside the chosen one to measure agreement (cheap: no eigen-solver).
+QC_METHODS = ("lost", "dino")
+
+
+def qc_for_features(
+    feats: Any,
+    boxes: Sequence[Box],
+    method: str,
+    *,
+    which: str = "auto",
+    handling: str = "auto",
+) -> dict[str, Any]:
+    """The QC record of one image's boxes (:func:`headless.qc.uncertainty.box_uncertainty`).
+
+    Signals: the method's scores, agreement with the other cheap methods run on the same
+    features (LOST, DINO attention; no second forward pass), and the share of the CLS
+    attention mass inside the boxes.
+    """
+    from headless.features.forward import grid_to_image
+    from headless.qc.uncertainty import box_uncertainty
+
+    oh, ow = feats.orig_hw
+    others: dict[str, list[Box]] = {}
+    for other in QC_METHODS:
+        if other == method:
+            continue
+        try:
+            others[other] = boxes_from_features(feats, other, which=which, handling=handling)
+        except ValueError:  # a method that cannot run on these features: no agreement signal
+            continue
+    attn = feats.attn[0].float().mean(0).numpy()
+    attention = grid_to_image(attn, feats, order=1) if attn.size else None
+    return box_uncertainty(list(boxes), (ow, oh), attention=attention, other_boxes=others)
 
 
 def _check_choices(which: str, handling: str) -> None:
@@ -149,6 +203,7 @@ def compute_boxes(
     which: str = "auto",
     params: dict[str, Any] | None = None,
     handling: str = "auto",
+    qc: bool = False,
 ) -> ProgressGen[BoxRun]:
     """Progress generator: boxes for every image (paths, or ``(name, array)`` pairs).
 
@@ -157,7 +212,8 @@ def compute_boxes(
     the network (None: the original size, as LOST and TokenCut evaluate VOC); boxes always come
     back in original-image pixels. ``which`` and ``handling`` default to the backbone family's
     preset (DINO v1: the papers' settings; DINOv2: centred patch tokens, attention seeds); the
-    resolved choice is in ``BoxRun.settings``.
+    resolved choice is in ``BoxRun.settings``. With ``qc`` each progress item also carries the
+    image's QC record (:func:`qc_for_features`), from the same forward pass.
     """
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
@@ -181,8 +237,17 @@ def compute_boxes(
             if arr is None:
                 arr = read_image(path)
             wh = image_size(arr)
-            boxes = localize_image(backbone, arr, method, which=which, size=size, params=params,
-                                   handling=handling)
+            record = None
+            if qc:
+                from headless.features.forward import extract_image
+
+                feats = extract_image(backbone, arr, size=size, autocast=False)
+                boxes = boxes_from_features(feats, method, which=which, params=params,
+                                            handling=handling)
+                record = qc_for_features(feats, boxes, method, which=which, handling=handling)
+            else:
+                boxes = localize_image(backbone, arr, method, which=which, size=size,
+                                       params=params, handling=handling)
         except ValueError as exc:  # ImageError included: unreadable file, odd shape, too small
             run.failures[name] = str(exc)
             yield ImageBoxesProgress(i + 2, total, f"{name}: failed", image=name,
@@ -194,5 +259,5 @@ def compute_boxes(
         if not boxes:
             run.empty.append(name)
         yield ImageBoxesProgress(i + 2, total, f"{name}: {len(boxes)} box(es)", image=name,
-                                 boxes=tuple(boxes), size=wh)
+                                 boxes=tuple(boxes), size=wh, qc=record)
     return run

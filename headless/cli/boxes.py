@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._batch import add_batch_arguments, launch_batch, wants_batch
 from headless.cli._types import positive_int
 
 METHOD_CHOICES = ("dino", "lost", "most", "tokencut")
@@ -60,6 +61,7 @@ def register(sub: Any) -> None:
                    help="also save each image's boxes in its folder's project (.dinoseg) as "
                         "'automatic', never replacing boxes a user edited or verified")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(p)
     p.set_defaults(func=_run_boxes)
 
     e = sub.add_parser(
@@ -148,6 +150,11 @@ def _run_boxes(args: argparse.Namespace) -> int:
     method = args.method.lower()
     if method in METHOD_FUNCTIONS:  # before any model is loaded or image read
         check_params(method, METHOD_FUNCTIONS[method], params)
+    if wants_batch(args):
+        options = {"method": method, "backbone": args.backbone, "weights": args.weights,
+                   "size": args.size, "which": args.which, "params": params,
+                   "handling": handling, "format": args.format, "project": args.project}
+        return launch_batch(args, "boxes", images, args.out, options, device=args.device)
     paths = {p.name: p for p in images}
 
     gen = compute_boxes(images, args.method, backbone=args.backbone, weights=args.weights,

@@ -58,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"runner:   {status.get('runner', '-')}"
               + (f", pid {status['pid']}" if status.get("pid") else "")
               + (f", SLURM job {status['slurm_job_id']}" if status.get("slurm_job_id") else ""))
+        if _batch_line(data["path"]):
+            return 0
         total = data["total_steps"]
         print(f"step:     {data['step']}" + (f" / {total}" if total else ""))
         if data["last_train"]:
@@ -86,6 +88,46 @@ def _run(args: argparse.Namespace) -> int:
 
     handle = resume(args.run, runner=args.runner, runs_root=root)
     print(f"resumed run {handle.run_dir.name} ({handle.runner})")
-    if args.wait:
-        return wait_and_report(handle)
-    return 0
+    if not args.wait:
+        return 0
+    spec = _batch_spec(handle.run_dir)
+    if spec is not None:
+        from headless.cli._batch import follow_and_report
+
+        return follow_and_report(handle, len(spec.images), spec.shards, quiet=True)
+    return wait_and_report(handle)
+
+
+def _batch_spec(run_dir: Any) -> Any:
+    """The spec of a batch run (None for a training run)."""
+    from pathlib import Path
+
+    from headless.jobs.runs import CONFIG_NAME
+    from headless.jobs.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(Path(run_dir) / CONFIG_NAME)
+    except SpecError:
+        return None
+    return spec if spec.job == "batch" else None
+
+
+def _batch_line(run_dir: Any) -> bool:
+    """``runs show`` of a batch run: images done, images/s, ETA, and the merged outputs."""
+    from pathlib import Path
+
+    from headless.batch.follow import batch_progress
+    from headless.batch.merge import MANIFEST_NAME
+    from headless.store import read_json
+
+    spec = _batch_spec(run_dir)
+    if spec is None:
+        return False
+    prog = batch_progress(run_dir, len(spec.images), spec.shards)
+    print(f"batch:    {spec.task}, {prog.line()}")
+    manifest = Path(run_dir) / MANIFEST_NAME
+    if manifest.is_file():
+        m = read_json(manifest)
+        print(f"merged:   {m['merged']} image(s), {m['failed']} failed -> "
+              + ", ".join(m["outputs"]))
+    return True

@@ -44,6 +44,7 @@ JOBS: dict[str, Job] = {
         "classifier", "headless.train.classifier.job:preflight",
         "headless.train.classifier.job:run",
     ),
+    "batch": Job("batch", "headless.batch.job:preflight", "headless.batch.job:run"),
     "dino": Job("dino", "headless.train.ssl.job:preflight", "headless.train.ssl.job:run"),
     "fgvc": Job("fgvc", "headless.train.fgvc.job:preflight", "headless.train.fgvc.job:run"),
 }

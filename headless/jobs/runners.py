@@ -90,6 +90,8 @@ def resolve_spec_paths(spec: Any, base: str | Path | None = None) -> Any:
     base = Path(base or os.getcwd())
 
     def absolute(value: Any, only_if_exists: bool) -> Any:
+        if isinstance(value, list):  # a list of paths (a batch run's images)
+            return [absolute(v, only_if_exists) for v in value]
         if not value or not isinstance(value, str):
             return value
         p = Path(value).expanduser()

@@ -19,8 +19,9 @@ from headless.jobs.runner_base import RunHandle, Runner, RunnerUnavailable
 class SlurmJob:
     """What submitit pickles and runs on the cluster; ``checkpoint()`` makes it requeueable."""
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, shard: int | None = None) -> None:
         self.run_dir = str(run_dir)
+        self.shard = shard  # a batch run's shard: one SLURM array task each
 
     def __call__(self) -> str:
         import submitit
@@ -35,7 +36,7 @@ class SlurmJob:
         # loop reach a step boundary and save, then hand the signal back to submitit
         previous = stop.install((signal.SIGUSR2, signal.SIGTERM))
         state = execute(self.run_dir, runner="slurm", stop=stop,
-                        extra_status={"slurm_job_id": str(env.job_id)})
+                        extra_status={"slurm_job_id": str(env.job_id)}, shard=self.shard)
         handler = previous.get(signal.SIGUSR2)
         if stop.signum == signal.SIGUSR2 and callable(handler):
             handler(signal.SIGUSR2, None)  # checkpoint() -> requeue -> exit
@@ -44,7 +45,7 @@ class SlurmJob:
     def checkpoint(self) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmJob(self.run_dir))
+        return submitit.helpers.DelayedSubmission(SlurmJob(self.run_dir, self.shard))
 
 
 class SlurmRunner(Runner):
@@ -69,7 +70,7 @@ class SlurmRunner(Runner):
                 "cluster login node, or use --runner local"
             )
 
-    def executor(self, run_dir: Path, spec: Any) -> Any:
+    def executor(self, run_dir: Path, spec: Any, array: bool = False) -> Any:
         import submitit
 
         cfg = spec.slurm
@@ -79,10 +80,12 @@ class SlurmRunner(Runner):
         )
         params: dict[str, Any] = dict(
             name=f"dinoseg-{run_dir.name}", timeout_min=cfg.time_min, nodes=1,
-            tasks_per_node=max(1, cfg.gpus_per_node), cpus_per_task=cfg.cpus_per_task,
+            tasks_per_node=1 if array else max(1, cfg.gpus_per_node),
+            cpus_per_task=cfg.cpus_per_task,
         )
         if executor.cluster == "slurm":
-            params.update(gpus_per_node=cfg.gpus_per_node, slurm_signal_delay_s=120)
+            gpus = min(1, cfg.gpus_per_node) if array else cfg.gpus_per_node
+            params.update(gpus_per_node=gpus, slurm_signal_delay_s=120)
             for key in ("partition", "account", "qos", "constraint"):
                 if getattr(cfg, key):
                     params[f"slurm_{key}"] = getattr(cfg, key)
@@ -93,6 +96,26 @@ class SlurmRunner(Runner):
 
     def start(self, run_dir: Path, spec: Any) -> RunHandle:
         write_status(run_dir, state="queued", runner=self.name, cancel_requested=False)
+        if getattr(spec, "slurm_array_size", 1) > 1:
+            return self._start_array(run_dir, spec)
         job = self.executor(run_dir, spec).submit(SlurmJob(str(run_dir)))
         write_status(run_dir, slurm_job_id=str(job.job_id))
         return RunHandle(run_dir, self.name, job=job, info={"slurm_job_id": str(job.job_id)})
+
+    def _start_array(self, run_dir: Path, spec: Any) -> RunHandle:
+        """One array task per unfinished shard of a batch run (a resumed run skips the rest)."""
+        from headless.batch.records import DONE_NAME, shard_dir
+
+        shards = [i for i in range(spec.slurm_array_size)
+                  if not (shard_dir(run_dir, i) / DONE_NAME).is_file()] or [0]
+        for i in shards:  # the run's state is derived from these until the tasks start
+            shard_dir(run_dir, i).mkdir(parents=True, exist_ok=True)
+            write_status(shard_dir(run_dir, i), state="queued", runner=self.name,
+                         cancel_requested=False)
+        executor = self.executor(run_dir, spec, array=True)
+        with executor.batch():
+            jobs = [executor.submit(SlurmJob(str(run_dir), shard=i)) for i in shards]
+        ids = [str(j.job_id) for j in jobs]
+        write_status(run_dir, slurm_job_id=ids[0].split("_")[0], slurm_array=ids)
+        return RunHandle(run_dir, self.name, job=jobs[0],
+                         info={"slurm_job_id": ids[0], "slurm_array": ids})

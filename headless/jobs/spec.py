@@ -192,7 +192,8 @@ class ClassifierSpec(_Strict):
 #: training package importing ``headless.jobs.spec`` for the shared sections); imported on use.
 SPEC_TYPES: dict[str, type[BaseModel] | str] = {"classifier": ClassifierSpec,
                                                 "fgvc": "headless.train.fgvc.spec:FgvcSpec",
-                                                "dino": "headless.train.ssl.spec:DinoSpec"}
+                                                "dino": "headless.train.ssl.spec:DinoSpec",
+                                                "batch": "headless.batch.spec:BatchSpec"}
 
 JobSpec = ClassifierSpec
 

@@ -52,8 +52,12 @@ def execute(
     runner: str = "local",
     stop: StopFlag | None = None,
     extra_status: dict[str, Any] | None = None,
+    shard: int | None = None,
 ) -> str:
     """Run the job of ``run_dir`` in this process; returns the final state.
+
+    ``shard`` (a SLURM array task of a batch run) keeps this process's status and log in the
+    shard's folder, since many tasks run at once; the run's own status is derived from them.
 
     Never raises for a job failure: the error goes to the log, ``status.json`` (state "failed")
     and stderr (the traceback, in ``worker.log``), and the state is returned.
@@ -66,16 +70,26 @@ def execute(
     run_dir = Path(run_dir).resolve()
     stop = stop or StopFlag()
     is_main = _rank() == 0
-    log = RunLog(run_dir, enabled=is_main)
+    scope = run_dir
+    if shard is not None:
+        from headless.batch.job import SHARD_ENV
+        from headless.batch.records import shard_dir
+
+        os.environ[SHARD_ENV] = str(shard)
+        scope = shard_dir(run_dir, shard)
+        scope.mkdir(parents=True, exist_ok=True)
+    log = RunLog(scope, enabled=is_main)
     status_update = dict(
         state="running", runner=runner, worker_pid=os.getpid(), host=socket.gethostname(),
         started=round(time.time(), 3), ended=None, message=None, cancel_requested=False,
         **(extra_status or {}),
     )
-    if runner == "local" or "pid" not in read_status(run_dir):
+    if runner == "local" or "pid" not in read_status(scope):
         status_update["pid"] = os.getpid()
     if is_main:
-        write_status(run_dir, **status_update)
+        write_status(scope, **status_update)
+    if shard is not None:
+        _refresh_array(run_dir)
     try:
         spec = load_spec(run_dir / CONFIG_NAME)
         job = get_job(spec.job)
@@ -86,10 +100,13 @@ def execute(
         log.append("error", message=message)
         log.append("end", state="failed")
         if is_main:
-            write_status(run_dir, state="failed", ended=round(time.time(), 3), message=message)
+            write_status(scope, state="failed", ended=round(time.time(), 3), message=message)
+        if shard is not None:
+            _refresh_array(run_dir)
         return "failed"
     if result == "stopped":
-        cancel = bool(read_status(run_dir).get("cancel_requested"))
+        cancel = bool(read_status(run_dir).get("cancel_requested")
+                      or read_status(scope).get("cancel_requested"))
         requeue = stop.signum == getattr(signal, "SIGUSR2", None)
         state = "cancelled" if cancel else ("queued" if requeue else "interrupted")
         message = {
@@ -99,12 +116,26 @@ def execute(
         }[state]
         log.append("end", state=state, message=message)
         if is_main:
-            write_status(run_dir, state=state, ended=round(time.time(), 3), message=message)
+            write_status(scope, state=state, ended=round(time.time(), 3), message=message)
+        if shard is not None:
+            _refresh_array(run_dir)
         return state
     log.append("end", state="completed")
     if is_main:
-        write_status(run_dir, state="completed", ended=round(time.time(), 3))
+        write_status(scope, state="completed", ended=round(time.time(), 3))
+    if shard is not None:
+        _refresh_array(run_dir)
     return "completed"
+
+
+def _refresh_array(run_dir: Path) -> None:
+    """The run's status from its array tasks' statuses (a batch run on SLURM)."""
+    from headless.batch.job import refresh_array_status
+
+    try:
+        refresh_array_status(run_dir)
+    except Exception:  # never let a status summary break a task's own end
+        traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,200 @@
+"""``dinoseg boxes`` as a batch task: batched forward passes, then each image's boxes and QC.
+
+Per image it does what :func:`headless.boxes.compute.compute_boxes` does (same features, same
+:func:`~headless.boxes.compute.boxes_from_features`, float32 as the reference methods), but the
+forward pass runs on several images of one padded input shape at once; each image's features
+are then exactly those of its own forward pass (zero padding to the same patch multiple). The
+merge writes the COCO / VOC / CSV file and its ``.meta.json`` as the interactive command does,
+and a QC table (``<out>.qc.csv``: worst first).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from headless.batch.tasks.base import BatchTask, Prepared
+
+DEFAULTS: dict[str, Any] = {
+    "method": "lost", "backbone": "dino_vits16", "weights": "official", "size": None,
+    "which": "auto", "params": {}, "handling": "auto", "format": None, "project": False,
+    "qc": True,
+}
+
+
+class BoxesTask(BatchTask):
+    name = "boxes"
+    batches = True
+
+    def __init__(self, options: dict[str, Any], out: str) -> None:
+        super().__init__({**DEFAULTS, **options}, out)
+        from headless.features.backbones import get_spec
+
+        try:
+            self.spec = get_spec(self.options["backbone"])
+        except KeyError as exc:
+            raise ValueError(str(exc).strip("'\"")) from None
+        self.backbone: Any = None
+        self.info: dict[str, Any] = {}
+
+    def check(self, images: list[Path]) -> dict[str, Any]:
+        from headless.boxes.compute import FEATURE_CHOICES, HANDLING_CHOICES, METHODS
+        from headless.boxes.localize import METHOD_FUNCTIONS
+        from headless.boxes.localize.params import check_params
+
+        o = self.options
+        if o["method"] not in METHODS:
+            raise ValueError(f"unknown box method {o['method']!r}; choose one of "
+                             f"{', '.join(METHODS)}")
+        if o["which"] not in FEATURE_CHOICES:
+            raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}")
+        if o["handling"] not in HANDLING_CHOICES:
+            raise ValueError(f"handling must be one of {', '.join(HANDLING_CHOICES)}")
+        if o["method"] in METHOD_FUNCTIONS:
+            check_params(o["method"], METHOD_FUNCTIONS[o["method"]], o["params"] or {})
+        names = [p.name for p in images]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})[0]
+            raise ValueError(f"two images are named '{dup}'; boxes are keyed by file name")
+        return {}
+
+    def key_settings(self) -> dict[str, Any]:
+        o = self.options
+        return {k: o[k] for k in ("method", "backbone", "weights", "size", "which", "params",
+                                  "handling", "qc")}
+
+    def memory_estimate(self, images: list[Path], batch_size: int) -> int | None:
+        from headless.features.forward import DEFAULT_MAX_TOKENS
+
+        size = self.options["size"]
+        p = self.spec.patch_size
+        tokens = DEFAULT_MAX_TOKENS if size is None else math.ceil(size / p) ** 2
+        heads = self.spec.num_heads
+        # activations (B, T, 4D) floats + one attention matrix (B, heads, T, T) per block
+        per_image = 4 * tokens * (self.spec.embed_dim * 12 + heads * tokens)
+        return batch_size * per_image + 2**30  # + the model and the interpreter
+
+    # -- loader processes ----------------------------------------------------------------------
+    def prepare(self, path: str) -> Prepared:
+        from headless.boxes.compute import image_size
+        from headless.features.forward import preprocess
+        from headless.images import read_image
+
+        image = read_image(path)
+        wh = image_size(image)
+        tensor, notes = preprocess(image, self.spec, self.options["size"])
+        return Prepared(path, Path(path).name, tensor=tensor,
+                        extra={"size": wh, "notes": notes})
+
+    def bucket(self, item: Prepared) -> Any:
+        p = self.spec.patch_size
+        h, w = item.tensor.shape[-2:]
+        return (math.ceil(h / p) * p, math.ceil(w / p) * p)
+
+    # -- the worker ----------------------------------------------------------------------------
+    def open(self, device: str, autocast: bool, images: list[Path]) -> None:
+        super().open(device, autocast, images)
+        from headless.boxes.compute import run_settings
+        from headless.features.backbones import load_backbone
+
+        o = self.options
+        self.backbone = load_backbone(o["backbone"], weights=o["weights"], device=device)
+        self.info = run_settings(self.backbone, o["method"], o["which"], o["handling"],
+                                 o["params"])
+        self.info["backbone_label"] = (f"{self.backbone.name} "
+                                       f"({self.backbone.weights_label})")
+
+    def run_info(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def process(self, items: list[Prepared]) -> list[dict[str, Any]]:
+        import torch
+        import torch.nn.functional as F
+
+        from headless.boxes.compute import boxes_from_features, qc_for_features
+        from headless.features.forward import extract, split_batch
+
+        o = self.options
+        hw = self.bucket(items[0])
+        batch = torch.stack([
+            F.pad(it.tensor, (0, hw[1] - it.tensor.shape[-1], 0, hw[0] - it.tensor.shape[-2]))
+            for it in items])
+        feats = extract(self.backbone, batch, autocast=False)  # float32: the methods' seeds
+        out = []
+        for i, it in enumerate(items):
+            f = split_batch(feats, i)
+            f.input_hw = (int(it.tensor.shape[-2]), int(it.tensor.shape[-1]))
+            w, h = it.extra["size"]
+            f.orig_hw, f.notes = (h, w), list(it.extra["notes"])
+            try:
+                boxes = boxes_from_features(f, o["method"], which=o["which"],
+                                            params=o["params"], handling=o["handling"])
+                qc = (qc_for_features(f, boxes, o["method"], which=o["which"],
+                                      handling=o["handling"]) if o["qc"] else None)
+            except ValueError as exc:
+                out.append({"error": str(exc)})
+                continue
+            if o["project"]:
+                self._save_project(it, boxes, qc)
+            out.append({"result": {"boxes": [b.to_dict() for b in boxes], "size": [w, h],
+                                   "qc": qc}})
+        return out
+
+    def _save_project(self, item: Prepared, boxes: list[Any], qc: dict[str, Any] | None) -> None:
+        from headless.boxes.curation import BoxCuration
+
+        o = self.options
+        details = {"backbone": o["backbone"], "which": o["which"], "size": o["size"],
+                   "params": o["params"], "settings": self.info}
+        if qc is not None:
+            details["qc"] = qc
+        BoxCuration.for_image(item.path).save_automatic(
+            item.name, boxes, tuple(item.extra["size"]), o["method"], details=details)
+        if qc is not None:
+            from headless.qc.store import save_qc
+
+            save_qc(item.path, "boxes", qc)
+
+    # -- merge ---------------------------------------------------------------------------------
+    def merge(self, records: list[dict[str, Any]], images: list[Path]) -> list[Path]:
+        from headless.boxes import BoxSet, write_boxes
+        from headless.boxes.types import Box
+        from headless.cli.boxes import write_settings
+
+        boxset = BoxSet()
+        qc_rows = []
+        for rec in records:
+            res = rec.get("result")
+            if not res:
+                continue
+            boxset.add(rec["name"], [Box.from_dict(b) for b in res["boxes"]],
+                       tuple(res["size"]))
+            if res.get("qc"):
+                qc_rows.append((rec["name"], res["qc"]))
+        written = write_boxes(self.out, boxset, self.options["format"])
+        settings = {k: v for k, v in self.info.items() if k != "backbone_label"}
+        meta = write_settings(self.out, {**settings, "size": self.options["size"],
+                                         "n_images": len(boxset.images)})
+        outputs = [*written, meta]
+        if qc_rows:
+            outputs.append(write_qc_table(self.out, qc_rows))
+        return outputs
+
+
+def write_qc_table(out: Path, rows: list[tuple[str, dict[str, Any]]]) -> Path:
+    """``<out>.qc.csv``: image, uncertainty, reasons; worst first (ties by name)."""
+    import csv
+    import io
+
+    from headless.store import atomic_write_text
+
+    rows = sorted(rows, key=lambda r: (-float(r[1].get("uncertainty") or 0.0), r[0]))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image", "uncertainty", "reasons"])
+    for name, qc in rows:
+        w.writerow([name, f"{float(qc.get('uncertainty') or 0.0):.4f}",
+                    "; ".join(qc.get("reasons") or [])])
+    path = Path(out).with_name(Path(out).name.rstrip("/") + ".qc.csv")
+    return atomic_write_text(path, buf.getvalue())
