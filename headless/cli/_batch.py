@@ -27,6 +27,8 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shards", type=positive_int, default=None,
                    help="split the sorted image list into N shards (default: 1; torchrun: one "
                         "per process)")
+    g.add_argument("--nproc", type=positive_int, default=None,
+                   help="torchrun: processes on this node (default: one per GPU; on CPU 1)")
     g.add_argument("--batch-size", dest="job_batch_size", type=positive_int, default=8,
                    help="images per forward pass in a job (same input shape), default 8")
     g.add_argument("--num-workers", type=int, default=2,
@@ -57,11 +59,13 @@ def launch_batch(
     if n_shards is None:
         n_shards = 1
         if args.runner == "torchrun":
-            n_shards = max(1, get_runner("torchrun").nproc(_Nproc(device)))
+            n_shards = max(1, get_runner("torchrun").nproc(_Nproc(device, args.nproc)))
     if n_shards > len(images):
         raise CommandError(f"--shards {n_shards} for {len(images)} image(s): at most one "
                            "shard per image")
     overrides = [f"slurm.{kv}" for kv in args.slurm]
+    if args.nproc is not None:
+        overrides.append(f"torchrun.nproc_per_node={args.nproc}")
     config = {"job": "batch", "name": task, "task": task, "images": [str(p) for p in images],
               "out": str(out), "shards": n_shards, "options": options, "device": device,
               "batch_size": args.job_batch_size, "num_workers": args.num_workers}
@@ -83,10 +87,10 @@ def launch_batch(
 class _Nproc:
     """What :meth:`TorchrunRunner.nproc` reads, before a spec exists."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, nproc: int | None) -> None:
         from headless.jobs.spec import TorchrunConfig
 
-        self.device, self.torchrun = device, TorchrunConfig()
+        self.device, self.torchrun = device, TorchrunConfig(nproc_per_node=nproc)
 
 
 def follow_and_report(handle: Any, n_images: int, n_shards: int, quiet: bool = False) -> int:

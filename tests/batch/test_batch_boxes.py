@@ -234,3 +234,24 @@ def test_slurm_array_through_submitit_local_executor(tmp_path, tiny_weights):
     assert status["shards_done"] == 2
     assert (json.loads((tmp_path / "merged.json").read_text())
             == json.loads((tmp_path / "single.json").read_text()))
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_split_the_shards_and_rank0_merges(tmp_path, tiny_weights):
+    """Two CPU ranks under torch.distributed.run: shards 0,2 and 1,3; one merged output."""
+    from headless.jobs.runlog import read_log
+
+    planted(tmp_path / "imgs", n=8)
+    interactive(tmp_path / "imgs", tmp_path / "single.json", tiny_weights)
+    code = cli(["boxes", str(tmp_path / "imgs"), "--method", "lost", "--backbone", BACKBONE,
+                "--weights", str(tiny_weights), "--size", "64", "--out",
+                str(tmp_path / "merged.json"), "--runner", "torchrun", "--device", "cpu",
+                "--nproc", "2", "--shards", "4", "--num-workers", "0",
+                "--runs-root", str(tmp_path / "runs"), "--quiet"])
+    assert code == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (json.loads((tmp_path / "merged.json").read_text())
+            == json.loads((tmp_path / "single.json").read_text()))
+    shards = sorted(r["shard"] for r in read_log(run_dir) if r["kind"] == "shard")
+    assert shards == [0, 2]  # rank 0's log; rank 1 ran 1 and 3
+    assert all((shard_dir(run_dir, i) / "done.json").is_file() for i in range(4))
