@@ -290,7 +290,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Classifie
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # the C loader when PyYAML has it: a batch run's spec lists every image (100k lines)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(config, dict):
@@ -301,7 +303,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Classifie
         raise SpecError(f"{path}: {exc}") from None
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Sections as blocks, short lists inline (``scale: [0.08, 1.0]``)."""
 
 

@@ -10,6 +10,11 @@ through the run (it must stay flat: nothing grows with the number of images but 
 
     python tests/benchmarks/bench_batch.py [--n 200] [--chunk 50] [--size 448] [--batch 8]
         [--workers 2] [--device cpu|cuda]
+    python tests/benchmarks/bench_batch.py --flat 5000
+
+``--flat N`` instead runs one batch job over N generated 48x64 images with a tiny ViT and prints
+the worker's resident memory at each tenth of the run: flat means the images are streamed, not
+held.
 """
 
 from __future__ import annotations
@@ -34,8 +39,69 @@ def rss_sampler(samples: list[tuple[float, int]], stop: threading.Event) -> None
         stop.wait(0.5)
 
 
+def flat_memory(n: int, workers: int) -> None:
+    """RSS of a batch worker over a long run of small images (tiny ViT, random weights)."""
+    import numpy as np
+    import psutil
+    import torch
+    from PIL import Image
+
+    from headless.batch import job as batch_job
+    from headless.features.backbones import load_backbone
+    from headless.jobs.runs import new_run_dir
+    from headless.jobs.spec import build_spec
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_flat_"))
+    rng = np.random.default_rng(0)
+    folder = tmp / "imgs"
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+            folder / f"{i:06d}.png")
+    torch.manual_seed(0)
+    weights = tmp / "tiny.pth"
+    torch.save(load_backbone("test_dino_tiny16", "random").model.state_dict(), weights)
+    spec = build_spec({
+        "job": "batch", "task": "boxes", "images": [str(p) for p in sorted(folder.iterdir())],
+        "out": str(tmp / "boxes.csv"), "shards": 1, "device": "cpu", "batch_size": 16,
+        "num_workers": workers,
+        "options": {"method": "lost", "backbone": "test_dino_tiny16", "weights": str(weights)}})
+    run_dir = new_run_dir(spec, tmp / "runs")
+    proc = psutil.Process()
+    marks: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        from headless.batch.records import RECORDS_NAME, shard_dir
+
+        path = shard_dir(run_dir, 0) / RECORDS_NAME
+        while not stop.is_set():
+            done = path.read_bytes().count(b"\n") if path.exists() else 0
+            if not marks or done >= marks[-1][0] + n // 10:
+                marks.append((done, proc.memory_info().rss / 2**20))
+            stop.wait(0.2)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    t0 = time.perf_counter()
+    batch_job.run(spec, run_dir)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    t.join()
+    marks.append((n, proc.memory_info().rss / 2**20))
+    print(f"\n## Batch worker memory over {n} images (48x64, tiny ViT, {workers} loader "
+          f"workers): {n / elapsed:.0f} images/s\n")
+    print("| images done | RSS MiB |")
+    print("|---|---|")
+    for done, mib in marks:
+        print(f"| {done} | {mib:.0f} |")
+    body = [m for d, m in marks if d >= n // 10]
+    print(f"\ngrowth from 10% to the end: {body[-1] - body[0]:+.0f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--flat", type=int, default=0, help="memory run over N generated images")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=50)
     ap.add_argument("--size", type=int, default=448)
@@ -44,6 +110,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="lost")
     args = ap.parse_args()
+    if args.flat:
+        flat_memory(args.flat, args.workers)
+        return
 
     import torch
 
