@@ -99,6 +99,14 @@ def _build_registry() -> dict[str, BackboneSpec]:
             _dinov2("l", 1024, 16, 24, reg),
             _dinov2("g", 1536, 24, 40, reg),
         ]
+    # ViT-tiny as DINO pre-trains it (``dinoseg train`` job dino, model.arch vit_tiny): no
+    # official weights exist; a dino run folder or its exported file loads here
+    for patch in (16, 8):
+        specs.append(BackboneSpec(
+            name=f"dino_vitt{patch}", family="dino", timm_arch="vit_tiny_patch16_224",
+            patch_size=patch, embed_dim=192, num_heads=3, depth=12, img_size=224,
+            model_kwargs={} if patch == 16 else {"patch_size": patch},
+        ))
     # Tiny architectures of the real families, for tests and demos (random or local weights).
     specs += [
         BackboneSpec(
@@ -317,6 +325,9 @@ def load_backbone(
             raise WeightsError(f"{path}: no such weights file (give a checkpoint, 'official' or "
                                f"{random_hint()})")
         label = f"file ({path.name})"
+        if path.is_dir():
+            path = run_folder_weights(path, name)
+            label = f"dino run ({path.parent.name})"
     device = resolve_device(device)
     import torch
 
@@ -330,6 +341,36 @@ def load_backbone(
     set_pos_resize(model, pos_resize, spec.family, spec.num_registers)
     model.eval().requires_grad_(False).to(device)
     return Backbone(spec=spec, model=model, device=device, weights_label=label)
+
+
+def run_folder_weights(folder: Path, name: str) -> Path:
+    """The exported teacher of a ``dino`` pre-training run folder, for backbone ``name``.
+
+    The run writes ``export.json`` (architecture, the backbone it loads as) beside
+    ``teacher_backbone.pth`` when it completes; another backbone name is a clear error.
+    """
+    import json
+
+    meta_file = folder / "export.json"
+    if not meta_file.is_file():
+        raise WeightsError(f"{folder} is a folder without export.json: not a finished dino run "
+                           "(wait for it to complete, or give a weights file)")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{meta_file}: cannot be read ({exc})") from None
+    trained_as = meta.get("features_backbone")
+    if not trained_as:
+        raise WeightsError(f"{folder} holds a {meta.get('arch', '?')} teacher, which the "
+                           "feature docks cannot load (ResNet-50: use it as a classifier's "
+                           "model.weights)")
+    if trained_as != name:
+        raise WeightsError(f"{folder} was pre-trained as {trained_as}, not {name}: use "
+                           f"--backbone {trained_as}")
+    path = folder / str(meta.get("weights") or "teacher_backbone.pth")
+    if not path.is_file():
+        raise WeightsError(f"{path}: the run's exported teacher is missing")
+    return path
 
 
 def resolve_device(device: str | None) -> str:

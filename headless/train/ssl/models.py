@@ -22,7 +22,8 @@ VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (7
 
 def features_backbone_name(arch: str, patch_size: int) -> str | None:
     """The :mod:`headless.features.backbones` registry entry this architecture loads as."""
-    names = {("vit_small", 16): "dino_vits16", ("vit_small", 8): "dino_vits8",
+    names = {("vit_tiny", 16): "dino_vitt16", ("vit_tiny", 8): "dino_vitt8",
+             ("vit_small", 16): "dino_vits16", ("vit_small", 8): "dino_vits8",
              ("vit_base", 16): "dino_vitb16", ("vit_base", 8): "dino_vitb8",
              ("test_vit", 16): "test_dino_tiny16"}
     return names.get((arch, patch_size))

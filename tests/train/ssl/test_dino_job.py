@@ -146,3 +146,47 @@ def test_exported_teacher_loads_as_a_features_backbone(pretext, tmp_path):
                                    cache=tmp_path / "cache"))
     assert feats.shape == (3, 48) and np.array_equal(feats, again)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3
+
+
+def test_run_folder_is_a_weights_choice_of_every_dock_and_command(pretext, tmp_path):
+    """``--weights RUN_DIR`` through load_backbone (features, boxes, scribbles, SAM choice)."""
+    from headless.cli import main as cli
+    from headless.features.backbones import WeightsError, load_backbone
+
+    run_dir = _run(build_spec(_cfg(pretext, num_epochs=1)), tmp_path / "r")
+    by_dir = load_backbone("test_dino_tiny16", weights=str(run_dir))
+    by_file = load_backbone("test_dino_tiny16", weights=str(run_dir / "teacher_backbone.pth"))
+    assert by_dir.weights_label == "dino run (r)"
+    for (k, a), b in zip(by_dir.model.state_dict().items(), by_file.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(WeightsError, match="pre-trained as test_dino_tiny16, not dino_vits16"):
+        load_backbone("dino_vits16", weights=str(run_dir))
+    with pytest.raises(WeightsError, match="not a finished dino run"):
+        load_backbone("test_dino_tiny16", weights=str(tmp_path))
+    out = tmp_path / "boxes.json"
+    assert cli(["boxes", str(pretext), "--method", "dino", "--backbone", "test_dino_tiny16",
+                "--weights", str(run_dir), "--size", "32", "--out", str(out), "--quiet"]) == 0
+    assert '"images"' in out.read_text()
+
+
+@pytest.mark.parametrize("patch", [16, 8])
+def test_vit_tiny_runs_load_as_registry_backbones(tmp_path, patch):
+    """DINO's ViT-tiny (16 and 8 px patches) has a backbone entry that loads its teacher."""
+    import json
+
+    from headless.features.backbones import get_spec, load_backbone
+    from headless.train.ssl.models import build_backbone, features_backbone_name
+
+    name = features_backbone_name("vit_tiny", patch)
+    assert name == f"dino_vitt{patch}" and get_spec(name).patch_size == patch
+    torch.manual_seed(3)
+    net = build_backbone("vit_tiny", patch)
+    torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("head.")},
+               tmp_path / "teacher_backbone.pth")
+    (tmp_path / "export.json").write_text(json.dumps(
+        {"arch": f"vit_tiny/{patch}", "features_backbone": name,
+         "weights": "teacher_backbone.pth"}))
+    bb = load_backbone(name, weights=str(tmp_path))
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.equal(net.forward_features(x), bb.model.forward_features(x))
