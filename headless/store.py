@@ -151,6 +151,15 @@ def project_root_for_folder(folder: str | Path) -> Path:
     return home / "projects" / f"{folder.name}-{digest}"
 
 
+def readonly_project(folder: str | Path) -> Path | None:
+    """The folder's own ``.dinoseg`` when it exists but cannot be written (a read-only share
+    that already holds work): read from it, write elsewhere."""
+    local = Path(folder).resolve() / PROJECT_DIRNAME
+    if local.is_dir() and not os.access(local, os.W_OK):
+        return local
+    return None
+
+
 def default_root(image_path: str | Path) -> Path:
     """The project folder of an image: its folder's project (see project_root_for_folder)."""
     return project_root_for_folder(Path(image_path).resolve().parent)
@@ -159,12 +168,40 @@ def default_root(image_path: str | Path) -> Path:
 class ProjectStore:
     """Per-image user work and content-keyed caches under one root folder."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, fallbacks: tuple[str | Path, ...] = ()) -> None:
         self.root = Path(root)
+        #: read-only projects looked in after ``root`` (never written): a read-only image
+        #: folder's own ``.dinoseg``, so work saved there earlier is still found
+        self.fallbacks = tuple(Path(f) for f in fallbacks if Path(f) != self.root)
+
+    @classmethod
+    def for_folder(cls, folder: str | Path) -> ProjectStore:
+        """The project of a folder of images, reading a read-only local project too."""
+        ro = readonly_project(folder)
+        return cls(project_root_for_folder(folder), () if ro is None else (ro,))
 
     @classmethod
     def for_image(cls, image_path: str | Path) -> ProjectStore:
-        return cls(default_root(image_path))
+        return cls.for_folder(Path(image_path).resolve().parent)
+
+    def where_note(self) -> str | None:
+        """One line for the user when their work is not where they would look for it."""
+        if not self.fallbacks:
+            return None
+        return (f"the image folder's project {self.fallbacks[0]} is read-only: earlier work is "
+                f"read from it, new work is saved in {self.root}")
+
+    def find(self, image_name: str, filename: str) -> Path:
+        """Where a saved file is: the writable project first, then the read-only ones; the
+        writable path when it is nowhere (the place it will be saved)."""
+        p = self.path(image_name, filename)
+        if p.exists():
+            return p
+        for root in self.fallbacks:
+            q = ProjectStore(root).path(image_name, filename)
+            if q.exists():
+                return q
+        return p
 
     # -- per-image user work -------------------------------------------------------------
     def image_dir(self, image_name: str) -> Path:
@@ -179,7 +216,7 @@ class ProjectStore:
         return atomic_write_tiff(self.path(image_name, filename), labels)
 
     def load_labels(self, image_name: str, filename: str) -> np.ndarray | None:
-        p = self.path(image_name, filename)
+        p = self.find(image_name, filename)
         if not p.exists():
             return None
         import tifffile
@@ -190,7 +227,7 @@ class ProjectStore:
         return atomic_write_json(self.path(image_name, filename), obj)
 
     def load_json(self, image_name: str, filename: str) -> Any | None:
-        p = self.path(image_name, filename)
+        p = self.find(image_name, filename)
         return read_json(p) if p.exists() else None
 
     # -- caches -----------------------------------------------------------------------------
@@ -199,6 +236,9 @@ class ProjectStore:
 
     def cache_get(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
         p = self.cache_path(kind, key)
+        if not p.exists():
+            p = next((q for q in (ProjectStore(r).cache_path(kind, key) for r in self.fallbacks)
+                      if q.exists()), p)
         if not p.exists():
             return None
         try:

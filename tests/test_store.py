@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -101,3 +102,40 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
     store_mod.atomic_write_text(tmp_path / "sub" / "a.txt", "x")
     assert synced == [tmp_path / "sub"] and (tmp_path / "sub" / "a.txt").read_text() == "x"
+
+
+def test_read_only_folder_with_earlier_work_is_read_and_new_work_goes_home(tmp_path,
+                                                                           monkeypatch):
+    """Work saved in a folder's .dinoseg before it became read-only is still found."""
+    import numpy as np
+
+    import headless.store as store_mod
+    from headless.boxes.curation import BoxCuration
+    from headless.boxes.types import Box
+
+    monkeypatch.setenv("DINOSEG_HOME", str(tmp_path / "home"))
+    images = tmp_path / "dataset"
+    images.mkdir()
+    local = ProjectStore.for_folder(images)
+    assert local.root == images / ".dinoseg" and local.fallbacks == ()
+    scribbles = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    local.save_labels("a.png", "scribbles.tif", scribbles)
+    BoxCuration(local).save_edit("a.png", [Box(1, 1, 3, 3)], (4, 3))
+    local.cache_put("features", "k1", x=np.ones(2))
+    real_access = os.access
+    monkeypatch.setattr(store_mod.os, "access",
+                        lambda p, mode: False if str(p).startswith(str(images)) else
+                        real_access(p, mode))
+    store = ProjectStore.for_image(images / "a.png")
+    assert store.root.parent == tmp_path / "home" / "projects"
+    assert store.fallbacks == (images / ".dinoseg",)
+    assert np.array_equal(store.load_labels("a.png", "scribbles.tif"), scribbles)
+    assert store.cache_get("features", "k1")["x"].tolist() == [1.0, 1.0]
+    assert "read-only" in store.where_note() and str(store.root) in store.where_note()
+    cur = BoxCuration.for_folder(images)
+    assert cur.status("a.png") == "edited" and cur.saved_images() == ["a.png"]
+    cur.mark_verified("a.png")  # written to the home project, the old file left alone
+    assert (store.root / "images" / "a.png" / "boxes.json").is_file()
+    assert BoxCuration.for_folder(images).status("a.png") == "verified"
+    assert json.loads((images / ".dinoseg" / "images" / "a.png" / "boxes.json")
+                      .read_text())["status"] == "edited"

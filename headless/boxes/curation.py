@@ -25,7 +25,7 @@ from typing import Any
 
 from headless.boxes.formats import BoxFormatError, write_boxes
 from headless.boxes.types import Box, BoxSet
-from headless.store import ProjectStore, project_root_for_folder
+from headless.store import ProjectStore
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class BoxCuration:
     @classmethod
     def for_folder(cls, folder: str | Path) -> BoxCuration:
         """The project of a folder of images (``<folder>/.dinoseg`` when writable)."""
-        return cls(ProjectStore(project_root_for_folder(folder)))
+        return cls(ProjectStore.for_folder(folder))
 
     @classmethod
     def for_image(cls, image_path: str | Path) -> BoxCuration:
@@ -140,8 +140,10 @@ class BoxCuration:
 
     # -- reading -------------------------------------------------------------------------
     def load(self, image: str) -> ImageBoxes | None:
-        """The saved state of an image, or None. A damaged file raises BoxFormatError."""
-        p = self.path(image)
+        """The saved state of an image, or None. A damaged file raises BoxFormatError.
+
+        A read-only image folder's own project is read too (see ProjectStore.find)."""
+        p = self.store.find(image, BOXES_FILE)
         if not p.exists():
             return None
         try:
@@ -164,10 +166,12 @@ class BoxCuration:
 
     def saved_images(self) -> list[str]:
         """Names of the images with saved boxes (sorted)."""
-        base = self.store.root / "images"
-        if not base.is_dir():
-            return []
-        return sorted(d.name for d in base.iterdir() if (d / BOXES_FILE).is_file())
+        names: set[str] = set()
+        for root in (self.store.root, *self.store.fallbacks):
+            base = root / "images"
+            if base.is_dir():
+                names.update(d.name for d in base.iterdir() if (d / BOXES_FILE).is_file())
+        return sorted(names)
 
     # -- writing -------------------------------------------------------------------------
     def _write(self, state: ImageBoxes) -> ImageBoxes:

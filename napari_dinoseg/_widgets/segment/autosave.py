@@ -97,7 +97,15 @@ class SavedWork:
 
     @property
     def folder(self) -> Path:
-        return self.store.image_dir(self.name)
+        """The image's saved work: the writable project's, else a read-only project's."""
+        primary = self.store.image_dir(self.name)
+        if primary.is_dir():
+            return primary
+        for root in getattr(self.store, "fallbacks", ()):
+            older = type(self.store)(root).image_dir(self.name)
+            if older.is_dir():
+                return older
+        return primary
 
     def classes(self) -> Any:
         """The saved ``classes.json`` ({"value": "name"}), or None."""
@@ -113,7 +121,7 @@ class SavedWork:
         """``(probe, '')``, ``(None, why it could not be read)`` or ``(None, '')`` if none."""
         from headless.segment.probe import ProbeError, load_probe
 
-        path = self.store.path(self.name, PROBE_FILE)
+        path = self.store.find(self.name, PROBE_FILE)
         if not path.exists():
             return None, ""
         try:

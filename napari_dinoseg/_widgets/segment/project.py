@@ -116,7 +116,9 @@ class ProjectWork:
             select_for_painting(self.viewer, scr_layer,
                                 present[0] if present else self.controller.first_class())
         if restored:
-            self.status.setText(f"restored {', '.join(restored)} from {saved.folder}")
+            note = saved.store.where_note() if hasattr(saved.store, "where_note") else None
+            self.status.setText(f"restored {', '.join(restored)} from {saved.folder}"
+                                + (f" ({note})" if note else ""))
         elif not why:
             self.status.setText("Choose an image, add a scribble layer and paint two classes.")
         return bool(restored)
