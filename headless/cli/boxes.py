@@ -159,7 +159,7 @@ def _run_boxes(args: argparse.Namespace) -> int:
 
     gen = compute_boxes(images, args.method, backbone=args.backbone, weights=args.weights,
                         device=args.device, size=args.size, which=args.which, params=params,
-                        handling=handling)
+                        handling=handling, qc=args.project)
     settings: dict[str, Any] = {}
 
     def saving(g):  # --project: store each result the moment it exists
@@ -169,11 +169,16 @@ def _run_boxes(args: argparse.Namespace) -> int:
                 item = next(g)
                 if isinstance(item, ImageBoxesProgress) and item.boxes is not None:
                     path = paths[item.image]
+                    details = {"backbone": args.backbone, "which": args.which,
+                               "size": args.size, "params": params, "settings": settings}
+                    if item.qc is not None:  # the QC queue's record (dinoseg qc, the dock)
+                        details["qc"] = item.qc
                     BoxCuration.for_image(path).save_automatic(
-                        item.image, item.boxes, item.size, args.method,
-                        details={"backbone": args.backbone, "which": args.which,
-                                 "size": args.size, "params": params,
-                                 "settings": settings})
+                        item.image, item.boxes, item.size, args.method, details=details)
+                    if item.qc is not None:
+                        from headless.qc.store import save_qc
+
+                        save_qc(path, "boxes", item.qc)
                 yield item
         except StopIteration as stop:
             result = stop.value

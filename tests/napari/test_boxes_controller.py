@@ -165,3 +165,120 @@ def test_export_and_an_image_without_file(ctl, tmp_path):
     assert c.status_of("array") == "none" and c.statuses() == {}
     assert c.save_edit(PLANTED) is None and c.unchanged(PLANTED)  # kept in the layer only
     assert c.export_boxset([PLANTED[0]]).boxes == {"array": [PLANTED[0]]}
+
+
+# -- the QC queue ---------------------------------------------------------------------------
+def _plant_qc(ctl: BoxesController, u: dict[str, float | None]) -> None:
+    """Automatic boxes with a QC record in boxes.json details["qc"], as the compute path saves."""
+    for name, value in u.items():
+        details = {} if value is None else {"qc": {"uncertainty": value, "signals": {},
+                                                   "reasons": [f"planted {value}"]}}
+        boxes = [] if value == 1.0 else [PLANTED[0]]
+        ctl.curation.save_automatic(name, boxes, (64, 48), "lost", details)
+
+
+def _read_queue(ctl: BoxesController) -> None:
+    ctl.queue.set_rows(run(ctl.queue_job()))
+
+
+def test_queue_order_filter_and_stepping(ctl):
+    _plant_qc(ctl, {"im0.png": 0.2, "im1.png": 1.0, "im2.png": 0.6})
+    # before the project is read: folder order, nothing known
+    assert [r.image for r in ctl.queue.visible()] == ctl.names
+    _read_queue(ctl)
+    q = ctl.queue
+    assert [(r.image, r.uncertainty) for r in q.visible()] == [
+        ("im1.png", 1.0), ("im2.png", 0.6), ("im0.png", 0.2)]
+    assert q.row("im1.png").reasons == ("planted 1.0",)
+    _open(ctl, 2)  # im2, in the middle of the queue
+    assert (ctl.previous_index(), ctl.next_index()) == (1, 0)
+    assert ctl.next_to_check_index() == 0
+    _open(ctl, 0)  # the last: next to check wraps around to the worst
+    assert ctl.next_index() is None and ctl.next_to_check_index() == 1
+    # verifying moves it out of the queue: next to check skips it
+    _open(ctl, 1)
+    ctl.mark_verified([PLANTED[0]])
+    assert q.row("im1.png").status == "verified" and q.row("im1.png").uncertainty == 1.0
+    assert ctl.next_to_check_index() == 2
+    q.show = "to check"
+    assert [r.image for r in q.visible()] == ["im2.png", "im0.png"]
+    assert ctl.next_index() == 2  # from a hidden image: the next shown one
+    q.show = "verified"
+    assert [r.image for r in q.visible()] == ["im1.png"] and ctl.next_to_check_index() is None
+    q.show, q.sort = "all", "name"
+    assert [r.image for r in q.visible()] == ctl.names
+    assert q.to_check() == 2
+    # read again from disk: the same
+    _read_queue(ctl)
+    assert q.row("im1.png").status == "verified" and q.to_check() == 2
+
+
+def test_a_read_started_before_an_edit_does_not_undo_it(ctl):
+    _plant_qc(ctl, {"im0.png": 0.5})
+    stale = run(ctl.queue_job())  # read, then the user edits before it is shown
+    _open(ctl, 0)
+    ctl.save_edit([PLANTED[1]])
+    ctl.queue.set_rows(stale)
+    assert ctl.queue.row("im0.png").status == "edited"
+    assert ctl.queue.row("im0.png").uncertainty == 0.5
+    _read_queue(ctl)  # a read after the edit takes the disk's truth
+    assert ctl.queue.row("im0.png").status == "edited"
+
+
+def _qc_compute(monkeypatch, qc_of):
+    """compute_boxes whose per-image progress carries a ``qc`` record (the engine's new field)."""
+    from dataclasses import dataclass, fields
+
+    import headless.boxes.compute as box_compute
+
+    @dataclass(frozen=True)
+    class WithQC(box_compute.ImageBoxesProgress):
+        qc: dict | None = None
+
+    real = box_compute.compute_boxes
+
+    def compute(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        try:
+            while True:
+                item = next(gen)
+                if isinstance(item, box_compute.ImageBoxesProgress) and item.image:
+                    kept = {f.name: getattr(item, f.name) for f in fields(item) if f.name != "qc"}
+                    item = WithQC(**kept, qc=qc_of(item))
+                yield item
+        except StopIteration as stop:
+            return stop.value
+
+    monkeypatch.setattr(box_compute, "compute_boxes", compute)
+
+
+def test_computed_boxes_save_their_qc_record(ctl, monkeypatch):
+    import headless.boxes.localize
+    from headless.qc.uncertainty import box_uncertainty
+
+    monkeypatch.setattr(headless.boxes.localize, "localize",
+                        lambda method, features, index=0, which="k", orig_hw=None, **kw:
+                        list(PLANTED))
+    _qc_compute(monkeypatch, lambda item: box_uncertainty(item.boxes, item.size))
+    key, opts = ("test_dino_tiny16", "random", "cpu"), compute_options("lost", "k", 0)
+    skipped, saved = [], {}
+    run(ctl.folder_job(opts, key, False, skipped, saved))
+    expected = box_uncertainty(PLANTED, (64, 48))
+    assert expected["uncertainty"] == pytest.approx(0.25)  # best score 0.75, no other signal
+    assert ctl.curation.load("im0.png").details["qc"] == expected
+    assert sorted(saved) == ctl.names and saved["im0.png"] == expected
+    ctl.note_saved(saved)
+    assert ctl.queue.row("im0.png").uncertainty == pytest.approx(0.25)
+    _read_queue(ctl)  # and the queue reads it back from boxes.json
+    assert [r.status for r in ctl.queue.visible()] == ["automatic"] * 3
+    assert ctl.queue.row("im1.png").uncertainty == pytest.approx(0.25)
+
+    # one image: the record travels from the worker's items to the save
+    _qc_compute(monkeypatch, lambda item: {"uncertainty": 0.9, "signals": {}, "reasons": ["x"]})
+    _open(ctl, 1)
+    cur = dict(ctl.current)
+    result = run(ctl.single_job(cur, opts, key))
+    out = ctl.take_single(cur, result, True, opts, key)
+    assert out.saved and ctl.curation.load("im1.png").details["qc"]["uncertainty"] == 0.9
+    assert ctl.queue.row("im1.png").uncertainty == 0.9 and ctl.queue.row("im1.png").reasons == (
+        "x",)

@@ -216,18 +216,18 @@ def test_compute_runs_in_a_worker_thread(make_napari_viewer, monkeypatch, folder
                                          qtbot):
     import threading
 
-    import headless.boxes.compute as box_compute
+    import headless.features.forward as forward
     from napari_dinoseg._widgets.boxes.panel import BoxesWidget
 
     monkeypatch.delenv("DINOSEG_SYNC", raising=False)
     threads = []
-    real = box_compute.localize_image
+    real = forward.extract_image  # one forward pass per image (with or without QC)
 
     def spy(*args, **kwargs):
         threads.append(threading.current_thread() is threading.main_thread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(box_compute, "localize_image", spy)
+    monkeypatch.setattr(forward, "extract_image", spy)
     w = BoxesWidget(make_napari_viewer())
     w.backbone_combo.setCurrentText("test_dino_tiny16")
     w.weights_combo.setCurrentText("random")
@@ -239,3 +239,115 @@ def test_compute_runs_in_a_worker_thread(make_napari_viewer, monkeypatch, folder
     assert [w.status_of(f"im{i}.png") for i in range(3)] == ["automatic"] * 3
     assert w.current_boxes() == PLANTED
     assert "automatic" in w.image_list.item(1).text()
+
+
+# -- the QC queue ---------------------------------------------------------------------------
+def _plant_qc(folder: Path, u: dict[str, float]) -> None:
+    """Automatic boxes with QC records, as an earlier compute (dock or CLI) saved them."""
+    from headless.boxes.curation import BoxCuration
+
+    cur = BoxCuration.for_folder(folder)
+    sizes = {"im0.png": (64, 48), "im1.png": (40, 40), "im2.png": (52, 36)}
+    for name, value in u.items():
+        boxes = [] if value == 1.0 else [PLANTED[0]]
+        cur.save_automatic(name, boxes, sizes[name], "lost",
+                           details={"qc": {"uncertainty": value, "signals": {},
+                                           "reasons": ["no object found"] if not boxes else []}})
+
+
+def _rows(widget) -> list[str]:
+    return [widget.image_list.item(i).text() for i in range(widget.image_list.count())]
+
+
+def test_queue_sorts_worst_first_filters_and_steps(widget, folder):
+    _plant_qc(folder, {"im0.png": 0.2, "im1.png": 1.0, "im2.png": 0.6})
+    widget.set_folder(folder)
+    assert widget.sort_combo.currentText() == "worst first"
+    assert _rows(widget) == ["1.00  im1.png  automatic", "0.60  im2.png  automatic",
+                             "0.20  im0.png  automatic"]
+    assert "no object found" in widget.image_list.item(0).toolTip()
+    assert widget.current_image == "im0.png"
+    assert widget.image_list.currentRow() == 2  # the shown image is selected where it sits
+    assert widget.next_check_btn.shortcut().toString() == "Ctrl+Shift+N"
+    # next to check wraps around to the worst; Next / Previous follow the list
+    widget.next_to_check()
+    assert widget.current_image == "im1.png" and widget.image_list.currentRow() == 0
+    widget.next_image()
+    assert widget.current_image == "im2.png"
+    widget.previous_image()
+    assert widget.current_image == "im1.png"
+    # verifying moves it out of the queue
+    widget.mark_verified()
+    assert widget.status_of("im1.png") == "verified"
+    assert _rows(widget)[0] == "1.00  im1.png  verified"
+    widget.filter_combo.setCurrentText("to check")
+    assert _rows(widget) == ["0.60  im2.png  automatic", "0.20  im0.png  automatic"]
+    assert widget.image_list.currentRow() == -1  # the shown image is not listed
+    assert "2 of 3 image(s) to check" in widget.folder_box.queue_label.text()
+    widget.next_to_check()
+    assert widget.current_image == "im2.png"
+    widget.next_to_check()
+    assert widget.current_image == "im0.png"
+    widget.next_to_check()
+    assert widget.current_image == "im2.png"  # around again, past the verified one
+    # choosing a row opens that image, by name (the row is not the folder index)
+    widget.image_list.setCurrentRow(1)
+    assert widget.current_image == "im0.png"
+    # an edit changes the status in place, and keeps the image in the queue
+    layer = widget.shapes_layer
+    layer.selected_data = {0}
+    layer.remove_selected()
+    assert _rows(widget) == ["0.60  im2.png  automatic", "0.20  im0.png  edited"]
+    widget.filter_combo.setCurrentText("verified")
+    assert _rows(widget) == ["1.00  im1.png  verified"]
+    assert not widget.next_check_btn.isEnabled()
+    widget.filter_combo.setCurrentText("all")
+    widget.sort_combo.setCurrentText("name")
+    assert [t.split()[1] for t in _rows(widget)] == ["im0.png", "im1.png", "im2.png"]
+    # a new session reads the same queue from the project
+    from napari_dinoseg._widgets.boxes.panel import BoxesWidget
+
+    w2 = BoxesWidget(widget.viewer)
+    w2.set_folder(folder)
+    assert _rows(w2) == ["1.00  im1.png  verified", "0.60  im2.png  automatic",
+                         "0.20  im0.png  edited"]
+
+
+def test_computed_boxes_carry_their_uncertainty(widget, folder, planted):
+    widget.set_folder(folder)
+    assert _rows(widget) == ["  -   im0.png  -", "  -   im1.png  -", "  -   im2.png  -"]
+    widget.compute_current()
+    saved = _saved(folder, "im0.png")["details"]["qc"]
+    assert 0.0 <= saved["uncertainty"] <= 1.0 and "signals" in saved
+    assert _rows(widget)[0] == f"{saved['uncertainty']:.2f}  im0.png  automatic"
+    widget.compute_all()
+    for name in ("im1.png", "im2.png"):
+        assert "qc" in _saved(folder, name)["details"]
+    assert all(not t.startswith("  -") for t in _rows(widget))
+    assert all(t.endswith("automatic") for t in _rows(widget))
+
+
+def test_queue_is_read_in_a_worker_thread(make_napari_viewer, monkeypatch, folder, qtbot):
+    import threading
+
+    import headless.qc.queue as qc_queue
+    from napari_dinoseg._widgets.boxes.panel import BoxesWidget
+
+    _plant_qc(folder, {"im0.png": 0.2, "im2.png": 0.9})
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    threads = []
+    real = qc_queue.build_queue
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qc_queue, "build_queue", spy)
+    w = BoxesWidget(make_napari_viewer())
+    w.set_folder(folder)
+    qtbot.waitUntil(lambda: _rows(w)[:1] == ["0.90  im2.png  automatic"], timeout=30_000)
+    qtbot.waitUntil(lambda: w.current_image == "im0.png", timeout=30_000)  # opened (a worker too)
+    assert threads == [False]
+    assert w.image_list.currentRow() == 1
+    assert _rows(w) == ["0.90  im2.png  automatic", "0.20  im0.png  automatic",
+                        "  -   im1.png  -"]

@@ -1,21 +1,23 @@
 """What the boxes dock holds, without Qt or napari: the folder, the current image, its saves.
 
 :class:`BoxesController` is the dock's state: the open folder and its images, which one is
-shown (and which is next), its :class:`~headless.boxes.curation.BoxCuration` (the saved boxes
-and statuses), what was last saved (so a non-edit never saves), the compute jobs and the
-export. The panel shows what it says and turns its refusals into notifications; the engine is
-:mod:`headless.boxes.compute` and :mod:`headless.boxes.curation`.
+shown (and which is next, in the QC queue's order: :mod:`.qc_queue`), its
+:class:`~headless.boxes.curation.BoxCuration` (the saved boxes and statuses), what was last
+saved (so a non-edit never saves), the compute jobs (which save each image's QC record with its
+boxes) and the export. The panel shows what it says and turns its refusals into notifications;
+the engine is :mod:`headless.boxes.compute` and :mod:`headless.boxes.curation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_dinoseg._widgets.boxes.qc_queue import QueueView
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 Key = tuple[str, str, str]
@@ -53,6 +55,25 @@ def run_details(opts: dict[str, Any], key: Key, run: Any) -> dict[str, Any]:
     return details
 
 
+def with_qc(details: dict[str, Any], qc: dict[str, Any] | None) -> dict[str, Any]:
+    """``details`` plus the image's QC record (``box_uncertainty``), when the engine gave one."""
+    return {**details, "qc": qc} if qc else details
+
+
+def _collect_qc(gen: Generator[Any, None, Any], sink: dict[str, Any]) -> Generator[Any, None, Any]:
+    """Pass a compute generator through, keeping each image's QC record in ``sink``."""
+    from headless.boxes.compute import ImageBoxesProgress
+
+    try:
+        while True:
+            item = next(gen)
+            if isinstance(item, ImageBoxesProgress) and getattr(item, "qc", None):
+                sink[item.image] = item.qc
+            yield item
+    except StopIteration as stop:
+        return stop.value
+
+
 class BoxesController:
     """The boxes dock's folder, current image and saved state."""
 
@@ -64,6 +85,7 @@ class BoxesController:
         self.curation: Any = None  # BoxCuration of the current folder / image
         self.current: dict[str, Any] | None = None  # name, path, size (, array)
         self.last_saved: list[Any] | None = None
+        self.queue = QueueView()  # the QC rows: order of the list, next / next to check
 
     # -- the folder and which image is shown ------------------------------------------------
     def open_folder(self, folder: str | Path) -> Any:
@@ -76,6 +98,7 @@ class BoxesController:
         self.images = listing.images
         self.curation = BoxCuration.for_folder(folder)
         self.index = None
+        self.queue.reset(self.names)
         return listing
 
     @property
@@ -91,19 +114,35 @@ class BoxesController:
             return self.names.index(name)
         return image
 
-    def next_index(self) -> int | None:
-        """The image after the shown one (None at the end or with nothing shown)."""
-        if self.images and self.index is not None and self.index < len(self.images) - 1:
-            return self.index + 1
+    def shown_name(self) -> str | None:
+        """The name of the folder image shown now (None: none, or an adopted layer)."""
+        if self.images and self.index is not None:
+            return self.names[self.index]
         return None
+
+    def _index_or_none(self, name: str | None) -> int | None:
+        return None if name is None else self.names.index(name)
+
+    def next_index(self) -> int | None:
+        """The image after the shown one in the list's order and filter (None at the end or
+        with nothing shown)."""
+        return self._index_or_none(self.queue.step(self.shown_name()))
 
     def previous_index(self) -> int | None:
-        if self.images and self.index is not None and self.index > 0:
-            return self.index - 1
-        return None
+        return self._index_or_none(self.queue.step(self.shown_name(), forward=False))
+
+    def next_to_check_index(self) -> int | None:
+        """The next image not verified yet, in the list's order (wrapping), None if none."""
+        if not self.images:
+            return None
+        return self._index_or_none(self.queue.next_to_check(self.shown_name()))
+
+    def queue_job(self) -> Generator[Any, None, Any]:
+        """A progress generator reading the folder's QC rows (for :meth:`QueueView.set_rows`)."""
+        return self.queue.job(self.folder)
 
     def can_go_back(self) -> bool:
-        return bool(self.images) and (self.index or 0) > 0
+        return self.previous_index() is not None
 
     def can_go_on(self) -> bool:
         return self.next_index() is not None
@@ -178,12 +217,14 @@ class BoxesController:
             return None
         state = self.curation.save_edit(self.current["name"], boxes, self.current["size"])
         self.last_saved = boxes
+        self.queue.note(state.image, state.status)
         return state
 
     def mark_verified(self, boxes: list[Any]) -> Any:
         """Record that the current image's boxes were checked, saving them as they are."""
         state = self.curation.mark_verified(self.current["name"], boxes, self.current["size"])
         self.last_saved = list(state.boxes)
+        self.queue.note(state.image, state.status)
         return state
 
     # -- compute ----------------------------------------------------------------------------
@@ -196,16 +237,19 @@ class BoxesController:
         return None
 
     def single_job(self, cur: dict[str, Any], opts: dict[str, Any], key: Key) -> Any:
-        """A progress generator computing the boxes of image ``cur``; returns the BoxRun."""
+        """A progress generator computing the boxes of image ``cur``; returns the BoxRun.
+
+        The image's QC record, when the engine gives one, is kept in ``cur["qc"]``.
+        """
         from headless.boxes.compute import compute_boxes
         from headless.images import read_image
 
         arr = cur.get("array")
         image = arr if arr is not None else read_image(cur["path"])
         backbone = self.backbones.get(key)
-        return (yield from compute_boxes([(cur["name"], image)], opts["method"],
-                                         backbone=backbone, size=opts["size"],
-                                         which=opts["which"]))
+        gen = compute_boxes([(cur["name"], image)], opts["method"], backbone=backbone,
+                            size=opts["size"], which=opts["which"], qc=True)
+        return (yield from _collect_qc(gen, cur.setdefault("qc", {})))
 
     def take_single(self, cur: dict[str, Any], run: Any, overwrite: bool,
                     opts: dict[str, Any], key: Key) -> SingleResult:
@@ -218,44 +262,56 @@ class BoxesController:
             out.notices.append(("info", f"{method}: no foreground found in {name} (no box)"))
         same_image = self.current is not None and self.current["name"] == name
         if self.curation is not None and same_image:
+            qc = (cur.get("qc") or {}).get(name)
             _, written = self.curation.save_automatic(
-                name, out.boxes, cur["size"], method, run_details(opts, key, run),
+                name, out.boxes, cur["size"], method, with_qc(run_details(opts, key, run), qc),
                 overwrite=overwrite)
             if not written:
                 out.notices.append(("warning", f"{name}: you edited the boxes while they were "
                                     "computed; your edits were kept"))
                 return out
             out.saved = True
+            self.queue.note(name, "automatic", qc)
         if same_image:
             out.show = True
             out.status = f"{name}: {len(out.boxes)} box(es) from {method}, {run.backbone_label}"
         return out
 
     def folder_job(self, opts: dict[str, Any], key: Key, overwrite: bool,
-                   skipped: list[str]) -> Any:
+                   skipped: list[str], saved: dict[str, Any] | None = None) -> Any:
         """A progress generator computing every image of the folder, each saved at once.
 
         The folder's images and project are taken now (the backbone loads in the worker);
-        images whose saved boxes were kept (edited / verified) are appended to ``skipped``.
+        images whose saved boxes were kept (edited / verified) are appended to ``skipped``,
+        those saved go into ``saved`` (name -> QC record or None, see :meth:`note_saved`).
         """
-        return self._folder_run(list(self.images), self.curation, opts, key, overwrite, skipped)
+        return self._folder_run(list(self.images), self.curation, opts, key, overwrite, skipped,
+                                {} if saved is None else saved)
+
+    def note_saved(self, saved: dict[str, Any]) -> None:
+        """Show a folder run's new automatic boxes in the queue before it is read again."""
+        for name, qc in saved.items():
+            self.queue.note(name, "automatic", qc)
 
     def _folder_run(self, images: list[Path], curation: Any, opts: dict[str, Any], key: Key,
-                    overwrite: bool, skipped: list[str]) -> Any:
+                    overwrite: bool, skipped: list[str], saved: dict[str, Any]) -> Any:
         from headless.boxes.compute import ImageBoxesProgress, compute_boxes
 
         backbone = self.backbones.get(key)
         gen = compute_boxes(images, opts["method"], backbone=backbone, size=opts["size"],
-                            which=opts["which"])
+                            which=opts["which"], qc=True)
         details = {"backbone": key[0], "which": opts["which"], "size": opts["size"]}
         try:
             while True:
                 item = next(gen)
                 if isinstance(item, ImageBoxesProgress) and item.boxes is not None:
+                    qc = getattr(item, "qc", None)
                     _, written = curation.save_automatic(
-                        item.image, item.boxes, item.size, opts["method"], details,
-                        overwrite=overwrite)
-                    if not written:
+                        item.image, item.boxes, item.size, opts["method"],
+                        with_qc(details, qc), overwrite=overwrite)
+                    if written:
+                        saved[item.image] = qc
+                    else:
                         skipped.append(item.image)
                 yield item
         except StopIteration as stop:

@@ -4,7 +4,10 @@ Work flow: open a folder of images; compute boxes for the current image or the w
 a worker, with a progress bar); fix them in the Shapes layer (move, resize, add, delete). Every
 change is saved at once to the folder's project (``.dinoseg/images/<name>/boxes.json``, written
 to a temporary file and renamed) and restored when the image is reopened. Each image shows its
-status (automatic / edited / verified); "Mark verified" records that it was checked. Export
+status (automatic / edited / verified) and the uncertainty of its automatic boxes; the list
+sorts worst first (the images most in need of a human on top, :mod:`headless.qc`), filters by
+status, and "Next to check" steps through the images not verified yet; "Mark verified" records
+that an image was checked and so moves it out of the queue. Export
 writes the curated set as COCO, VOC or CSV. The engine is :mod:`headless.boxes.compute` and
 :mod:`headless.boxes.curation`, the same code as ``dinoseg boxes`` / ``dinoseg boxes-export``.
 This module is the Qt side; the dock's state is :mod:`.controller`, the Shapes layer and the
@@ -84,6 +87,12 @@ class BoxesWidget(QWidget):
         self.prev_btn.clicked.connect(self.previous_image)
         self.next_btn.clicked.connect(self.next_image)
         self.verify_btn.clicked.connect(self.mark_verified)
+        self.sort_combo = self.folder_box.sort_combo
+        self.filter_combo = self.folder_box.filter_combo
+        self.next_check_btn = self.folder_box.next_check_btn
+        self.sort_combo.currentTextChanged.connect(self._on_queue_view)
+        self.filter_combo.currentTextChanged.connect(self._on_queue_view)
+        self.next_check_btn.clicked.connect(self.next_to_check)
 
         # -- export --
         self.export_coco_btn = QPushButton("COCO…")
@@ -148,6 +157,7 @@ class BoxesWidget(QWidget):
         self.verify_btn.setEnabled(c.current is not None)
         self.prev_btn.setEnabled(c.can_go_back())
         self.next_btn.setEnabled(c.can_go_on())
+        self.next_check_btn.setEnabled(c.next_to_check_index() is not None)
 
     # -- folder browser -------------------------------------------------------------------------
     def _choose_folder(self) -> None:
@@ -179,22 +189,62 @@ class BoxesWidget(QWidget):
         self._update_buttons()
 
     def refresh_list(self) -> None:
-        """Rebuild the image list with each image's status."""
-        c = self.controller
-        self.folder_box.fill(c.images, c.statuses(), c.index)
+        """Show the queue as known now, and read it again from the project in a worker."""
+        self.show_queue()
+        if self.controller.folder is None:
+            return
+        from napari_dinoseg._widgets.common.workers import start
+
+        self._queue_reads = getattr(self, "_queue_reads", 0) + 1
+        token, folder = self._queue_reads, self.controller.folder
+
+        def read(result: Any) -> None:
+            if token == self._queue_reads and folder == self.controller.folder:
+                self.controller.queue.set_rows(result)
+                self.show_queue()
+
+        start(self.controller.queue_job(), read, "sorting images by uncertainty")
+
+    def show_queue(self) -> None:
+        """Fill the list from the queue in memory (sorted and filtered as chosen)."""
+        q = self.controller.queue
+        rows = q.visible()
+        self.folder_box.fill(rows, self.current_image)
+        self.folder_box.queue_label.setText(
+            f"{q.to_check()} of {len(q.rows)} image(s) to check; {len(rows)} shown"
+            if q.rows else "")
+        self._update_buttons()
+
+    def _show_row(self, name: str) -> None:
+        """After an edit (same place in the order): redraw one row, else the whole list."""
+        row = self.controller.queue.row(name)
+        if row is None or not self.folder_box.update_row(row, self.controller.queue.shows(row)):
+            self.show_queue()
+
+    def _on_queue_view(self, _text: str = "") -> None:
+        self.controller.queue.sort = self.sort_combo.currentText()
+        self.controller.queue.show = self.filter_combo.currentText()
+        self.show_queue()
 
     def status_of(self, name: str) -> str:
         """The saved status of an image of the folder ('none' when nothing is saved)."""
         return self.controller.status_of(name)
 
-    def _refresh_item(self, name: str) -> None:
-        if name in self.controller.names:
-            self.folder_box.set_status(self.controller.names.index(name), name,
-                                       self.status_of(name))
-
     def _on_row_changed(self, row: int) -> None:
-        if 0 <= row < len(self.controller.images) and row != self.controller.index:
-            self.open_image(row)
+        name = self.folder_box.name_at(row)
+        if name is not None and name != self.controller.shown_name():
+            self.open_image(name)
+
+    def next_to_check(self) -> None:
+        """Open the next image not verified yet, in the list's order (wrapping around)."""
+        from napari.utils.notifications import show_info
+
+        index = self.controller.next_to_check_index()
+        if index is None:
+            show_info("nothing left to check" if self.controller.images else
+                      "open a folder of images first")
+            return
+        self.open_image(index)
 
     def next_image(self) -> None:
         index = self.controller.next_index()
@@ -246,7 +296,7 @@ class BoxesWidget(QWidget):
         self.controller.show(index, path, size)
         self.shapes.show_image(arr, path.name)
         self._show_saved()
-        self.folder_box.select(index)
+        self.folder_box.select(path.name)
         self.viewer.reset_view()
         self._update_buttons()
 
@@ -292,7 +342,7 @@ class BoxesWidget(QWidget):
             show_warning(f"{cur['name']} has no file on disk: its boxes are kept in "
                          "the layer only (export them, or open the image's folder)")
             return False
-        self._refresh_item(cur["name"])
+        self._show_row(state.image)  # noted by the controller: no read needed
         self._say(f"{state.image}: {len(state.boxes)} box(es), edited (saved)")
         return True
 
@@ -312,7 +362,7 @@ class BoxesWidget(QWidget):
         except (OSError, ValueError) as exc:
             show_error(f"could not save: {exc}")
             return
-        self._refresh_item(state.image)
+        self.refresh_list()
         self._say(f"{state.image}: {len(state.boxes)} box(es), verified")
 
     # -- compute -------------------------------------------------------------------------------
@@ -365,7 +415,7 @@ class BoxesWidget(QWidget):
         result = self.controller.take_single(cur, run, overwrite, opts, key)
         notify_all(result.notices)
         if result.saved:
-            self._refresh_item(result.name)
+            self.refresh_list()
         if result.show:
             self._set_shapes(list(result.boxes))
             self._say(result.status)
@@ -385,9 +435,11 @@ class BoxesWidget(QWidget):
         n = len(self.controller.images)
         opts, key = self._options(), self.backbone_key()
         skipped: list[str] = []
-        job = self.controller.folder_job(opts, key, self.settings.overwrite, skipped)
+        saved: dict[str, Any] = {}
+        job = self.controller.folder_job(opts, key, self.settings.overwrite, skipped, saved)
 
         def done(run: Any) -> None:
+            self.controller.note_saved(saved)
             self._on_folder_result(run, skipped, opts)
 
         self._jobs.start(job, done, f"{opts['method']} boxes of {n} images")
