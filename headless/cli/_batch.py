@@ -45,11 +45,21 @@ def wants_batch(args: argparse.Namespace) -> bool:
     return getattr(args, "runner", None) is not None
 
 
+def file_or_keyword(value: Any) -> Any:
+    """A file option as an absolute path, a keyword (official, random, None) as it is: a batch
+    worker runs in its run folder, where a relative path means something else."""
+    if value is None or str(value) in ("official", "random", "imagenet"):
+        return value if value is None else str(value)
+    p = Path(str(value)).expanduser()
+    return str(p.resolve()) if p.exists() else str(value)
+
+
 def launch_batch(
     args: argparse.Namespace, task: str, images: list[Path], out: Path,
-    options: dict[str, Any], device: str = "auto",
+    options: dict[str, Any], device: str = "auto", failed_exit: int = 0,
 ) -> int:
-    """Check, start and (unless ``--detach``) follow a batch run; the CLI exit code."""
+    """Check, start and (unless ``--detach``) follow a batch run; the CLI exit code
+    (``failed_exit`` when some images failed, as the interactive command returns then)."""
     from headless.batch.shards import sorted_images
     from headless.jobs.runners import RunnerUnavailable, get_runner, launch
     from headless.jobs.spec import SpecError, build_spec
@@ -81,7 +91,8 @@ def launch_batch(
     if args.detach:
         print(f"follow it with: dinoseg runs show {handle.run_dir.name}")
         return 0
-    return follow_and_report(handle, len(images), n_shards, quiet=getattr(args, "quiet", False))
+    return follow_and_report(handle, len(images), n_shards, quiet=getattr(args, "quiet", False),
+                             failed_exit=failed_exit)
 
 
 class _Nproc:
@@ -93,7 +104,8 @@ class _Nproc:
         self.device, self.torchrun = device, TorchrunConfig(nproc_per_node=nproc)
 
 
-def follow_and_report(handle: Any, n_images: int, n_shards: int, quiet: bool = False) -> int:
+def follow_and_report(handle: Any, n_images: int, n_shards: int, quiet: bool = False,
+                      failed_exit: int = 0) -> int:
     """Follow a batch run to its end, then print what the merge wrote."""
     from headless.batch.follow import follow_batch
     from headless.batch.merge import MANIFEST_NAME
@@ -120,4 +132,6 @@ def follow_and_report(handle: Any, n_images: int, n_shards: int, quiet: bool = F
           + ", ".join(m["outputs"]))
     for name, why in list(m.get("failures", {}).items())[:20]:
         print(f"failed: {name}: {why}", file=sys.stderr)
-    return 0
+    if m["failed"] and not m["merged"] - m["failed"]:
+        return 2  # nothing could be done
+    return failed_exit if m["failed"] else 0

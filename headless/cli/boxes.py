@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from headless.cli import CommandError
-from headless.cli._batch import add_batch_arguments, launch_batch, wants_batch
+from headless.cli._batch import add_batch_arguments, file_or_keyword, launch_batch, wants_batch
 from headless.cli._types import positive_int
 
 METHOD_CHOICES = ("dino", "lost", "most", "tokencut")
@@ -151,7 +151,8 @@ def _run_boxes(args: argparse.Namespace) -> int:
     if method in METHOD_FUNCTIONS:  # before any model is loaded or image read
         check_params(method, METHOD_FUNCTIONS[method], params)
     if wants_batch(args):
-        options = {"method": method, "backbone": args.backbone, "weights": args.weights,
+        options = {"method": method, "backbone": args.backbone,
+                   "weights": file_or_keyword(args.weights),
                    "size": args.size, "which": args.which, "params": params,
                    "handling": handling, "format": args.format, "project": args.project}
         return launch_batch(args, "boxes", images, args.out, options, device=args.device)

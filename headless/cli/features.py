@@ -1,13 +1,21 @@
-"""``dinoseg features``: attention maps, DINO's mask and PCA views of images, as PNG and NPZ."""
+"""``dinoseg features``: attention maps, DINO's mask and PCA views of images, as PNG and NPZ.
+
+Per image :func:`headless.features.views.feature_views`, then :func:`write_feature_outputs`;
+``summary.json`` at the end. ``--runner local|torchrun|slurm`` runs the same two functions
+over the images as a sharded, resumable batch job
+(:class:`headless.batch.tasks.features.FeaturesTask`), whose merge writes ``summary.json``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from headless.cli._batch import add_batch_arguments, file_or_keyword, launch_batch, wants_batch
 from headless.cli._types import fraction, positive_int
 from headless.features.foreground import FG_METHODS
 from headless.features.posembed import POS_RESIZE
@@ -50,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="clusters: cluster only the foreground (needs --foreground)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -80,14 +89,94 @@ def check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--keep must lie in (0, 1], got {args.keep}")
 
 
+def view_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of one image's views, as JSON-able options (the batch task's too)."""
+    return {
+        "size": args.size, "keep": args.keep, "pca_foreground": bool(args.pca_foreground),
+        "mode": args.mode,
+        "dense": {"shifts": args.shifts, "dist": args.dist, "flips": bool(args.flips),
+                  "stride": args.stride},
+        "foreground": args.foreground, "crf": bool(args.crf), "clusters": args.clusters,
+        "colour_weight": args.colour_weight, "position_weight": args.position_weight,
+        "foreground_only": bool(args.foreground_only),
+    }
+
+
+def view_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`headless.features.views.feature_views` keywords from :func:`view_options`."""
+    o = options
+    return {
+        "size": o["size"], "keep": o["keep"], "pca_foreground": o["pca_foreground"],
+        "mode": o["mode"], "dense_options": dict(o["dense"]) if o["mode"] != "patch" else None,
+        "foreground": o["foreground"],
+        "foreground_options": {"crf": o["crf"]} if o["foreground"] else None,
+        "clusters": o["clusters"],
+        "cluster_options": {"colour_weight": o["colour_weight"],
+                            "position_weight": o["position_weight"],
+                            "foreground_only": o["foreground_only"]},
+    }
+
+
+def first_slice(image: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """A stack's first slice (and the stack's depth); other images as they are (None)."""
+    if image.ndim == 3 and image.shape[-1] not in (3, 4) and image.shape[0] > 4:
+        return image[0], int(image.shape[0])
+    return image, None
+
+
+def summary_keys(images: list[Path]) -> dict[Path, str]:
+    """Each image's key in ``summary.json``: its file name, or its output stem where two
+    inputs share a name."""
+    from headless.images import output_stems
+
+    stems = dict(zip(images, output_stems(images)))
+    names = [p.name for p in images]
+    return {p: p.name if names.count(p.name) == 1 else stems[p] for p in images}
+
+
+def write_feature_outputs(out: Path, stem: str, views: Any, backbone: Any) -> dict[str, Any]:
+    """One image's ``STEM.npz`` and PNG views; its entry in ``summary.json``."""
+    from headless.store import atomic_save_npz
+
+    base = out / stem
+    atomic_save_npz(base.with_suffix(".npz"), **views.arrays())
+    meta = {"backbone": backbone.name, "weights": backbone.weights_label}
+    save_png(f"{base}_attn.png", colormap(views.attn_mean), meta)
+    save_png(f"{base}_mask.png", (views.mask * 255).astype(np.uint8), meta)
+    save_png(f"{base}_pca.png", (views.pca * 255).round().astype(np.uint8), meta)
+    if views.dense_pca is not None:
+        dense_png = (views.dense_pca * 255).round().astype(np.uint8)
+        save_png(f"{base}_dense_pca.png", dense_png, meta)
+    if views.foreground is not None:
+        save_png(f"{base}_foreground.png", views.foreground.mask * 255, meta)
+    if views.clusters is not None:
+        save_png(f"{base}_clusters.png", label_colours(views.clusters.labels), meta)
+    entry: dict[str, Any] = {"grid": list(views.attn_mean.shape), "notes": views.notes}
+    if views.foreground is not None:
+        entry["foreground_fraction"] = float(views.foreground.mask.mean())
+    return entry
+
+
+def new_summary(backbone: Any, mode: str) -> dict[str, Any]:
+    return {"backbone": backbone.name, "weights": backbone.weights_label, "mode": mode,
+            "pos_resize": backbone.pos_resize, "images": {}, "failed": {}}
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    """``summary.json``: the backbone, and per image its grid and notes (or why it failed)."""
+    from headless.store import atomic_write_text
+
+    return atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from headless.features.backbones import load_backbone
     from headless.features.views import feature_views
-    from headless.images import ImageError, expand_inputs, read_image
+    from headless.images import ImageError, expand_inputs, output_stems, read_image
     from headless.progress import run_with_tqdm
-    from headless.store import atomic_save_npz
 
     check_options(args)
     listing = expand_inputs(args.images)
@@ -95,64 +184,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped (not an image): {s}", file=sys.stderr)
     if not listing.images:
         raise ValueError("no images to process")
+    options = view_options(args)
+    if wants_batch(args):
+        options.update(backbone=args.backbone, weights=file_or_keyword(args.weights),
+                       pos_resize=args.pos_resize)
+        return launch_batch(args, "features", listing.images, Path(args.out), options,
+                            device=args.device, failed_exit=1)
     backbone = load_backbone(args.backbone, args.weights, device=args.device,
                              pos_resize=args.pos_resize)
     if backbone.is_random:
         print(f"note: {backbone.name} has random (untrained) weights", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dense = {"shifts": args.shifts, "dist": args.dist, "flips": args.flips, "stride": args.stride}
-    summary = {"backbone": backbone.name, "weights": backbone.weights_label, "mode": args.mode,
-               "pos_resize": backbone.pos_resize, "images": {}, "failed": {}}
-    extra = {
-        "foreground": args.foreground,
-        "foreground_options": {"crf": args.crf} if args.foreground else None,
-        "clusters": args.clusters,
-        "cluster_options": {"colour_weight": args.colour_weight,
-                            "position_weight": args.position_weight,
-                            "foreground_only": args.foreground_only},
-    }
+    summary = new_summary(backbone, args.mode)
     from tqdm import tqdm
 
-    from headless.images import output_stems
-
     stems = dict(zip(listing.images, output_stems(listing.images)))
-    names = [p.name for p in listing.images]
-    keys = {p: p.name if names.count(p.name) == 1 else stems[p] for p in listing.images}
+    keys = summary_keys(listing.images)
     for path in tqdm(listing.images, desc="images", disable=args.quiet or len(listing.images) < 2):
         try:
-            image = read_image(path)
-            if image.ndim == 3 and image.shape[-1] not in (3, 4) and image.shape[0] > 4:
-                print(f"{path}: a stack of {image.shape[0]}; using slice 0", file=sys.stderr)
-                image = image[0]
-            views = run_with_tqdm(
-                feature_views(backbone, image, size=args.size, keep=args.keep,
-                              pca_foreground=args.pca_foreground, mode=args.mode,
-                              dense_options=dense if args.mode != "patch" else None, **extra),
-                desc=path.name, disable=args.quiet,
-            )
+            image, depth = first_slice(read_image(path))
+            if depth is not None:
+                print(f"{path}: a stack of {depth}; using slice 0", file=sys.stderr)
+            views = run_with_tqdm(feature_views(backbone, image, **view_kwargs(options)),
+                                  desc=path.name, disable=args.quiet)
         except ImageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             summary["failed"][keys[path]] = str(exc)
             continue
-        stem = out / stems[path]
-        atomic_save_npz(stem.with_suffix(".npz"), **views.arrays())
-        meta = {"backbone": backbone.name, "weights": backbone.weights_label}
-        save_png(f"{stem}_attn.png", colormap(views.attn_mean), meta)
-        save_png(f"{stem}_mask.png", (views.mask * 255).astype(np.uint8), meta)
-        save_png(f"{stem}_pca.png", (views.pca * 255).round().astype(np.uint8), meta)
-        if views.dense_pca is not None:
-            dense_png = (views.dense_pca * 255).round().astype(np.uint8)
-            save_png(f"{stem}_dense_pca.png", dense_png, meta)
-        if views.foreground is not None:
-            save_png(f"{stem}_foreground.png", views.foreground.mask * 255, meta)
-        if views.clusters is not None:
-            save_png(f"{stem}_clusters.png", label_colours(views.clusters.labels), meta)
-        summary["images"][keys[path]] = {"grid": list(views.attn_mean.shape), "notes": views.notes}
-        if views.foreground is not None:
-            summary["images"][keys[path]]["foreground_fraction"] = float(
-                views.foreground.mask.mean())
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["images"][keys[path]] = write_feature_outputs(out, stems[path], views, backbone)
+    write_summary(out, summary)
     print(f"wrote {len(summary['images'])} image(s) to {out} (weights: {backbone.weights_label})")
     return 1 if summary["failed"] else 0
 

@@ -13,7 +13,13 @@ Per image ``NAME`` it writes into ``--out``:
 
 and for all images one boxes file (tight box of every mask; ``sam_boxes.json`` COCO by
 default), plus with ``--choose attention`` the one-mask-per-image pseudo ground truth
-(``pseudo_gt`` boxes file; the chosen label in each ``NAME_sam.json``).
+(``pseudo_gt`` boxes file; the chosen label in each ``NAME_sam.json``). Each image's QC record
+(:func:`headless.qc.uncertainty.sam_uncertainty`) is in its ``NAME_sam.json`` and, unless
+``--no-cache`` (which leaves the image folder's project alone), in the project's ``qc.json``.
+
+The per-image work is :func:`headless.sam.outputs.sam_image`; ``--runner local|torchrun|slurm``
+runs the same function over the images as a sharded, resumable batch job
+(:class:`headless.batch.tasks.sam.SamTask`) whose merge writes the same boxes files.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._batch import add_batch_arguments, file_or_keyword, launch_batch, wants_batch
 from headless.cli._types import fraction, positive_int
-
-FORMAT_SUFFIX = {"coco": ".json", "csv": ".csv", "voc": ""}
+from headless.sam.outputs import FORMAT_SUFFIX, mask_records  # noqa: F401 - kept importable here
 
 
 def register(sub: Any) -> None:
@@ -60,7 +66,8 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=tuple(FORMAT_SUFFIX), default="coco",
                    help="boxes file format (default coco)")
     p.add_argument("--no-cache", action="store_true",
-                   help="do not read or write embeddings in the image folder's .dinoseg cache")
+                   help="leave the image folder's project (.dinoseg) alone: no cached "
+                        "embeddings read or written, no QC record saved")
     g = p.add_argument_group("automatic masks (SAM's generator settings)")
     g.add_argument("--points-per-side", type=positive_int, default=d.points_per_side)
     g.add_argument("--points-per-batch", type=positive_int, default=d.points_per_batch)
@@ -83,6 +90,7 @@ def register(sub: Any) -> None:
     c.add_argument("--size", type=positive_int, default=None,
                    help="resize the longer side to N for the backbone (default: original)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -104,50 +112,37 @@ def _params(args: argparse.Namespace):
     return params
 
 
-def _prompt_boxes(path: Path, images: list[Path]):
-    """Box prompts per image path (names matched as the box evaluation does)."""
-    from headless.boxes import match_image_names, read_boxes
+def _prompt_boxes(path: Path, images: list[Path]) -> dict[str, list[Any] | None]:
+    """Box prompts per image file name (names matched as the box evaluation does)."""
+    from headless.sam.outputs import prompt_boxes
 
-    boxset = read_boxes(path)
-    for w in boxset.warnings:  # boxes clipped to / dropped outside their image
+    try:
+        prompts, warnings = prompt_boxes(path, [p.name for p in images])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for w in warnings:  # boxes clipped to / dropped outside their image
         print(f"warning: {w}", file=sys.stderr)
-    matched = match_image_names(boxset.images, [p.name for p in images])
-    if not matched:
-        raise CommandError(
-            f"{path}: none of its {len(boxset.images)} image name(s) matches an input image "
-            f"(e.g. {', '.join(boxset.images[:3]) or 'no images'})"
-        )
-    return {p: boxset.boxes.get(matched[p.name], []) if p.name in matched else None
-            for p in images}, boxset
+    return prompts
 
 
-def mask_records(ms, choice=None) -> list[dict[str, Any]]:
-    """Per-label rows of a MaskSet for the JSON side file."""
-    out = []
-    boxes = ms.boxes()
-    for i in range(ms.n):
-        b = boxes[i]
-        out.append({
-            "label": i + 1,
-            "class": ms.classes[i],
-            "predicted_iou": float(ms.predicted_iou[i]),
-            "stability_score": float(ms.stability_score[i]),
-            "area": int(ms.areas[i]),
-            "box": None if b is None else [b.x0, b.y0, b.x1, b.y1],
-            "prompt": [float(v) for v in ms.prompts[i]],
-            "chosen": bool(choice is not None and choice.index == i),
-        })
-    return out
+
+def batch_options(args: argparse.Namespace, params: Any) -> dict[str, Any]:
+    """The command's settings for :class:`headless.batch.tasks.sam.SamTask`."""
+    return {"model": args.model, "weights": file_or_keyword(args.weights),
+            "format": args.format, "no_cache": bool(args.no_cache),
+            "boxes": file_or_keyword(args.boxes), "params": asdict(params),
+            "choose": args.choose, "backbone": args.backbone,
+            "backbone_weights": file_or_keyword(args.backbone_weights), "keep": args.keep,
+            "size": args.size}
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from headless.boxes import BoxSet, write_boxes
-    from headless.images import ImageError, expand_inputs, read_image
+    from headless.boxes import BoxSet
+    from headless.images import ImageError, expand_inputs, output_stems, read_image
     from headless.progress import run_with_tqdm
-    from headless.sam import automatic_masks, choose_mask, load_sam, masks_from_boxes
-    from headless.store import ProjectStore, atomic_write_json, atomic_write_tiff
+    from headless.sam import load_sam
+    from headless.sam.outputs import add_to_boxsets, sam_image, write_sam_boxes
+    from headless.store import ProjectStore
 
     listing = expand_inputs(args.inputs)
     images = listing.images
@@ -162,9 +157,12 @@ def _run(args: argparse.Namespace) -> int:
     params = _params(args)
     prompts = None
     if args.boxes is not None:
-        prompts, _ = _prompt_boxes(args.boxes, images)
+        prompts = _prompt_boxes(args.boxes, images)
     if args.choose == "attention" and not 0.0 < args.keep <= 1.0:
         raise CommandError(f"--keep must lie in (0, 1], got {args.keep}")
+    if wants_batch(args):
+        return launch_batch(args, "sam", images, args.out, batch_options(args, params),
+                            device=args.device)
 
     sam = load_sam(args.model, args.weights, device=args.device)
     backbone = None
@@ -176,11 +174,10 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    all_boxes, chosen_boxes = BoxSet(), BoxSet()
+    all_boxes = BoxSet()
+    chosen_boxes = BoxSet() if backbone is not None else None
     failures: dict[str, str] = {}
     n_masks = 0
-    from headless.images import output_stems
-
     stems = dict(zip(images, output_stems(images)))
     for path in images:
         try:
@@ -189,58 +186,29 @@ def _run(args: argparse.Namespace) -> int:
             failures[path.name] = str(exc)
             continue
         store = None if args.no_cache else ProjectStore.for_image(path)
+        boxes = None
+        if prompts is not None:
+            boxes = prompts[path.name]
+            if boxes is None:
+                print(f"no boxes for {path.name} in {args.boxes}: no masks", file=sys.stderr)
+                boxes = []
         try:
-            if prompts is not None:
-                boxes = prompts[path]
-                if boxes is None:
-                    print(f"no boxes for {path.name} in {args.boxes}: no masks", file=sys.stderr)
-                    boxes = []
-                gen = masks_from_boxes(sam, image, boxes, store)
-            else:
-                gen = automatic_masks(sam, image, params, store)
-            ms = run_with_tqdm(gen, desc=f"SAM {path.name}", disable=args.quiet)
+            result = run_with_tqdm(
+                sam_image(sam, image, path, out, stems[path], boxes=boxes, params=params,
+                          store=store, backbone=backbone, keep=args.keep, size=args.size,
+                          save_qc=store is not None),
+                desc=f"SAM {path.name}", disable=args.quiet)
         except (ImageError, ValueError) as exc:
             failures[path.name] = str(exc)
             continue
-        h, w = ms.shape
-        choice = None
-        if backbone is not None and ms.n and ms.masks.any():
-            from headless.sam import attention_for_image
-
-            attn, att_mask = attention_for_image(backbone, image, args.keep, args.size)
-            choice = choose_mask(ms, attention=attn, attention_mask=att_mask)
-        stem = stems[path]
-        atomic_write_tiff(out / f"{stem}_sam_labels.tif", ms.labels())
-        if ms.n:  # a (0, H, W) TIFF is not conformant: no masks, no stack
-            atomic_write_tiff(out / f"{stem}_sam_masks.tif", ms.masks.astype(np.uint8))
-        atomic_write_json(out / f"{stem}_sam.json", {
-            "image": str(path), "size": [w, h], "model": sam.name,
-            "weights": sam.weights_label, "kind": ms.kind,
-            "params": None if prompts is not None else asdict(params),
-            "empty_prompts": ms.empty_prompts,
-            "chosen": None if choice is None else {
-                "label": choice.index + 1, "rule": choice.rule,
-                "iou_with_attention": float(choice.scores[choice.index]),
-                "backbone": backbone.name, "backbone_weights": backbone.weights_label,
-                "keep": args.keep,
-            },
-            "masks": mask_records(ms, choice),
-        })
-        all_boxes.add(path.name, [b for b in ms.boxes() if b is not None], size=(w, h))
-        if backbone is not None:
-            chosen_boxes.add(path.name, [] if choice is None or choice.box is None
-                             else [choice.box], size=(w, h))
-        if ms.empty_prompts:
-            print(f"{path.name}: {len(ms.empty_prompts)} box(es) lie outside the image; their "
-                  "masks are empty", file=sys.stderr)
-        n_masks += ms.n
+        add_to_boxsets(path.name, result, all_boxes, chosen_boxes)
+        if result["empty_prompts"]:
+            print(f"{path.name}: {len(result['empty_prompts'])} box(es) lie outside the image; "
+                  "their masks are empty", file=sys.stderr)
+        n_masks += result["n_masks"]
 
     done = len(all_boxes.images)
-    suffix = FORMAT_SUFFIX[args.format]
-    if done:
-        write_boxes(out / f"sam_boxes{suffix}", all_boxes, args.format)
-        if backbone is not None:
-            write_boxes(out / f"pseudo_gt{suffix}", chosen_boxes, args.format)
+    write_sam_boxes(out, all_boxes, chosen_boxes, args.format)
     print(f"{n_masks} mask(s) on {done} image(s) with SAM {sam.name} -> {out}")
     for name, msg in failures.items():
         print(f"failed: {name}: {msg}", file=sys.stderr)

@@ -10,6 +10,13 @@ Twin of the napari "Scribble segmentation" dock, on the same engine
 scribbles of the same depth); the probe trained on them segments every IMAGE (folders expand to
 their images). Each input NAME gives ``DIR/NAME_labels.tif`` whose values are the scribble class
 values (e.g. 85/170/255), and with ``--probs`` ``DIR/NAME_proba.tif`` (float32, C x H x W).
+Each image's QC record (mean normalised entropy of its probabilities,
+:func:`headless.qc.uncertainty.probability_uncertainty`) is saved in its folder's project
+(``qc.json``, task "segment") for ``dinoseg qc``.
+
+``--probe FILE --runner local|torchrun|slurm`` applies the probe as a sharded, resumable batch
+job (:class:`headless.batch.tasks.segment.SegmentTask`: the same per-image functions,
+:mod:`headless.segment.workflow.outputs`); training from scribbles does not run as a job.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.cli import CommandError
+from headless.cli._batch import add_batch_arguments, launch_batch, wants_batch
 from headless.cli._types import positive_int
 
 FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
@@ -97,6 +105,7 @@ def register(sub: Any) -> None:
     r.add_argument("--crf-bilateral-compat", type=float, default=c.bilateral_compat)
     r.add_argument("--crf-iterations", type=positive_int, default=c.iterations)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -115,6 +124,19 @@ def parse_names(text: str | None) -> dict[int, str]:
     return out
 
 
+def batch_options(args: Any, crf: Any) -> dict[str, Any]:
+    """The settings of :class:`headless.batch.tasks.segment.SegmentTask` (apply ``--probe``)."""
+    from dataclasses import asdict
+
+    weights = Path(str(args.weights)).expanduser()
+    if str(args.weights) not in ("official", "random") and weights.exists():
+        weights = weights.resolve()
+    else:
+        weights = args.weights
+    return {"probe": str(Path(args.probe).expanduser().resolve()), "weights": str(weights),
+            "crf": None if crf is None else asdict(crf), "probs": bool(args.probs)}
+
+
 def _run(args: Any) -> int:
     from headless.images import expand_inputs, read_image, read_labels
     from headless.progress import run_with_tqdm
@@ -128,6 +150,9 @@ def _run(args: Any) -> int:
     if args.save_probe and args.probe:
         raise CommandError("--save-probe saves a probe trained from --scribbles; with --probe "
                            "the probe already exists")
+    if wants_batch(args) and not args.probe:
+        raise CommandError("--runner applies a saved probe to many images: train it first "
+                           "(--scribbles ... --save-probe FILE), then run --probe FILE --runner")
     crf = CRFParams(
         gaussian_sxy=args.crf_gaussian_sxy, gaussian_compat=args.crf_gaussian_compat,
         bilateral_sxy=args.crf_bilateral_sxy, bilateral_srgb=args.crf_bilateral_srgb,
@@ -162,6 +187,9 @@ def _run(args: Any) -> int:
         print(f"skipping {skipped}: not an image file", file=sys.stderr)
     if not listing.images:
         raise CommandError("no image files among the inputs")
+    if wants_batch(args):
+        return launch_batch(args, "segment", listing.images, args.out,
+                            batch_options(args, crf), device="auto", failed_exit=1)
 
     if probe is None:
         files = [Path(x) for x in args.inputs]
@@ -187,7 +215,7 @@ def _run(args: Any) -> int:
             path = probe.save(args.save_probe)
             print(f"saved probe {path}")
     result = run_with_tqdm(
-        apply_to_all(segmenter, probe, listing.images, args.out, save_proba=args.probs),
+        apply_to_all(segmenter, probe, listing.images, args.out, save_proba=args.probs, qc=True),
         desc="segmenting", disable=args.quiet,
     )
     values = ", ".join(str(v) for v in probe.meta.class_values)

@@ -16,9 +16,13 @@ from headless.images import ImageError
 from headless.progress import Progress, ProgressGen
 from headless.segment.crf import CRFParams
 from headless.segment.probe.models import Probe
-from headless.segment.workflow.scribbles import image_slices
+from headless.segment.workflow.outputs import (
+    save_segment_qc,
+    segment_slices,
+    segmentation_qc,
+    write_segmentation,
+)
 from headless.segment.workflow.segmenter import Segmenter
-from headless.store import atomic_write_tiff
 
 
 @dataclass
@@ -28,6 +32,7 @@ class ApplyResult:
     written: list[Path] = field(default_factory=list)
     probabilities: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    qc: dict[str, dict] = field(default_factory=dict)  # name -> QC record (with ``qc=True``)
 
 
 def iter_named_images(sources: Sequence[str | Path | np.ndarray], names: Sequence[str] | None = None
@@ -50,14 +55,17 @@ def iter_named_images(sources: Sequence[str | Path | np.ndarray], names: Sequenc
 def apply_to_all(
     segmenter: Segmenter, probe: Probe, sources: Sequence[str | Path | np.ndarray],
     out_dir: str | Path, *, names: Sequence[str] | None = None, save_proba: bool = False,
-    crf: CRFParams | None | bool = True, stop_on_error: bool = False,
+    crf: CRFParams | None | bool = True, stop_on_error: bool = False, qc: bool = False,
 ) -> ProgressGen[ApplyResult]:
     """Segment every image / stack slice of ``sources`` and write label TIFFs into ``out_dir``.
 
     One ``<stem>_labels.tif`` per input (a stack gives a multi-page TIFF of the same depth),
     values = the probe's class values; ``save_proba`` adds ``<stem>_proba.tif`` float32 with
     axes (C, Y, X) (or (Z, C, Y, X) for a stack). A file that cannot be read or does not match
-    the probe is skipped with its reason (or raises with ``stop_on_error``).
+    the probe is skipped with its reason (or raises with ``stop_on_error``). ``qc`` adds each
+    image's QC record (:func:`~headless.segment.workflow.outputs.segmentation_qc`) to
+    ``result.qc`` and, for files, saves it in the image's project (``qc.json``). The per-image
+    work is :mod:`headless.segment.workflow.outputs` (the batch task's too).
     """
     from headless.images import output_stems, read_image
 
@@ -72,29 +80,19 @@ def apply_to_all(
         yield Progress(i, len(items), f"{name} ({i + 1}/{len(items)})")
         try:
             arr = read_image(src) if isinstance(src, Path) else np.asarray(src)
-            slices = image_slices(arr)
-            segs = []
-            for j, sl in enumerate(slices):
-                if len(slices) > 1:
-                    yield Progress(i, len(items), f"{name}: slice {j + 1}/{len(slices)}")
-                segs.append((yield from segmenter.predict(sl, probe, crf)))
+            segs = yield from segment_slices(segmenter, probe, arr, crf, name)
         except (ValueError, OSError) as exc:
             if stop_on_error:
                 raise
             result.skipped.append((name, str(exc)))
             continue
-        stem = stems[i]
-        labels = np.stack([s.labels for s in segs]) if len(segs) > 1 else segs[0].labels
-        result.written.append(atomic_write_tiff(out / f"{stem}_labels.tif", labels))
-        if save_proba:
-            if len(segs) > 1:
-                proba = np.stack([np.moveaxis(s.proba, -1, 0) for s in segs])
-                axes = "ZCYX"
-            else:
-                proba, axes = np.moveaxis(segs[0].proba, -1, 0), "CYX"
-            result.probabilities.append(atomic_write_tiff(
-                out / f"{stem}_proba.tif", np.ascontiguousarray(proba, np.float32),
-                metadata={"axes": axes},
-            ))
+        labels_path, proba_path = write_segmentation(out, stems[i], segs, save_proba)
+        result.written.append(labels_path)
+        if proba_path is not None:
+            result.probabilities.append(proba_path)
+        if qc:
+            record = result.qc[name] = segmentation_qc(segs)
+            if isinstance(src, Path):
+                save_segment_qc(src, record)
     yield Progress(len(items), len(items), "done")
     return result
