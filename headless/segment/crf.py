@@ -60,6 +60,30 @@ def crf_guide(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.round(out).astype(np.uint8))
 
 
+#: Bytes per pixel of pydensecrf's inference beyond the unaries: the permutohedral lattice of the
+#: bilateral kernel (5-D: 6 vertices per pixel, offsets and weights) and its blur buffers
+CRF_BYTES_PER_PIXEL = 300
+
+
+def crf_bytes(shape: tuple[int, int], n_classes: int) -> int:
+    """Estimated peak bytes of :func:`crf_refine` on an ``(H, W)`` image with ``n_classes``."""
+    h, w = shape
+    return int(h) * int(w) * (int(n_classes) * 4 * 6 + CRF_BYTES_PER_PIXEL)
+
+
+def check_crf_memory(shape: tuple[int, int], n_classes: int, limit: int | None = None) -> None:
+    """Refuse, with the estimate, a dense CRF that would not fit in memory (before any work)."""
+    from headless.features.highres.memory import MemoryLimitError, _fmt_bytes, memory_limit
+
+    need = crf_bytes(shape, n_classes)
+    have = memory_limit(limit)
+    if need > have:
+        raise MemoryLimitError(
+            f"the dense CRF on {shape[0]}x{shape[1]} px with {n_classes} classes needs about "
+            f"{_fmt_bytes(need)} and {_fmt_bytes(have)} is available: turn the CRF off for this "
+            "image, or segment a crop")
+
+
 def crf_refine(
     image: np.ndarray, proba: np.ndarray, params: CRFParams | None = None
 ) -> np.ndarray:

@@ -161,13 +161,18 @@ class FeatureSource:
     """
 
     def __init__(self, spec: FeatureSpec, backbone: Backbone | None = None,
-                 max_images: int = 4, max_feature_bytes: int | None = None) -> None:
+                 max_images: int = 4, max_feature_bytes: int | None = None,
+                 max_classical_bytes: int | None = None) -> None:
         self.spec = spec
         self._backbone = backbone
         self.max_images = max(1, int(max_images))
         env = os.environ.get("DINOSEG_MAX_FEATURE_BYTES")
         self.max_feature_bytes = int(max_feature_bytes if max_feature_bytes is not None
                                      else (env or MAX_FEATURE_BYTES))
+        env = os.environ.get("DINOSEG_MAX_CLASSICAL_BYTES")
+        #: above this the filter bank is never held whole (tiles); None: half the memory limit
+        self.max_classical_bytes = (int(max_classical_bytes) if max_classical_bytes is not None
+                                    else (int(env) if env else None))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- model ----------------------------------------------------------------------------
@@ -215,11 +220,64 @@ class FeatureSource:
         self._cache.clear()
 
     def too_big(self, image: np.ndarray) -> bool:
-        """Whether full ViT features of ``image`` exceed ``max_feature_bytes``."""
+        """Whether the features of ``image`` are too big to hold whole: ViT features above
+        ``max_feature_bytes``, or the classical bank above its own limit (then it is tiled)."""
+        if self.spec.mode in ("classical", "hybrid") and self.classical_too_big(image):
+            return True
         if not self.spec.uses_vit:
             return False
         h, w = spatial_shape(image)
         return h * w * self.vit_dim() * 4 > self.max_feature_bytes
+
+    def classical_too_big(self, image: np.ndarray) -> bool:
+        """Whether the whole filter bank of ``image`` (with its working copies) is over the
+        limit: ``max_classical_bytes``, else half of :func:`memory_limit` (what is free now)."""
+        from headless.features.classical_tiled import classical_bytes, n_classical
+
+        need = classical_bytes(spatial_shape(image), n_classical(image, self.spec.sigmas))
+        return need > self._classical_limit()
+
+    def _classical_limit(self) -> int:
+        from headless.features.highres.memory import memory_limit
+
+        if self.max_classical_bytes is not None:
+            return self.max_classical_bytes
+        return memory_limit() // 2
+
+    def tile_side(self, image: np.ndarray) -> int:
+        """Side of the bank's tiles for ``image``: one tile's bank within the limit."""
+        from headless.features.classical_tiled import (
+            TILE_BYTES,
+            classical_halo,
+            n_classical,
+            tile_side,
+        )
+
+        budget = min(TILE_BYTES, self._classical_limit())
+        return tile_side(n_classical(image, self.spec.sigmas), classical_halo(self.spec.sigmas),
+                         budget)
+
+    def _classical_at(self, image: np.ndarray, rows: np.ndarray, cols: np.ndarray
+                      ) -> np.ndarray:
+        """The bank at some pixels: tile by tile when the whole bank is too big."""
+        if self.classical_too_big(image):
+            from headless.features.classical_tiled import classical_features_at
+
+            return classical_features_at(image, rows, cols, self.spec.sigmas,
+                                         self.tile_side(image))
+        return classical_features(image, self.spec.sigmas)[rows, cols]
+
+    def _classical_linear(self, image: np.ndarray, weight: np.ndarray,
+                          bias: np.ndarray | None) -> np.ndarray:
+        """``bank @ weight.T (+ bias)``, tile by tile when the whole bank is too big."""
+        if self.classical_too_big(image):
+            from headless.features.classical_tiled import classical_linear
+
+            return classical_linear(image, weight, bias, self.spec.sigmas,
+                                    self.tile_side(image))
+        out = np.matmul(classical_features(image, self.spec.sigmas),
+                        np.asarray(weight, np.float32).T)
+        return out + np.asarray(bias, np.float32) if bias is not None else out
 
     # -- compute --------------------------------------------------------------------------
     def features(self, image: np.ndarray) -> ProgressGen[np.ndarray]:
@@ -266,14 +324,16 @@ class FeatureSource:
         if not self.too_big(image) or self.cached(image) is not None:
             feats = yield from self.features(image)
             return np.ascontiguousarray(feats[rows, cols], np.float32)
+        if self.spec.mode == "classical":
+            yield Progress(0, 1, f"filter bank at {len(rows)} scribbled pixels, in tiles")
+            return np.ascontiguousarray(self._classical_at(image, rows, cols), np.float32)
         from headless.features.highres import hr_sample_gen
 
         yield Progress(0, 1, f"sampling HR features at {len(rows)} scribbled pixels")
         vit = yield from hr_sample_gen(self.backbone, image, rows, cols,
                                      **self.spec.hr_options(image))
         if self.spec.mode == "hybrid":
-            cl = classical_features(image, self.spec.sigmas)[rows, cols]
-            vit = np.concatenate([vit, cl], axis=-1)
+            vit = np.concatenate([vit, self._classical_at(image, rows, cols)], axis=-1)
         return np.ascontiguousarray(vit, np.float32)
 
     def linear_logits(self, image: np.ndarray, weight: np.ndarray, bias: np.ndarray
@@ -286,11 +346,13 @@ class FeatureSource:
         from headless.features.highres import hr_linear
 
         image = one_image(image)
+        if self.spec.mode == "classical":
+            yield Progress(0, 1, "linear map over the filter bank, in tiles")
+            return self._classical_linear(image, weight, bias)
         dv = self.vit_dim()
         w_vit = np.ascontiguousarray(weight[:, :dv], np.float32)
         out = yield from hr_linear(self.backbone, image, w_vit, bias,
                                    **self.spec.hr_options(image))
         if self.spec.mode == "hybrid":
-            cl = classical_features(image, self.spec.sigmas)
-            out = out + np.matmul(cl, weight[:, dv:].T.astype(np.float32))
+            out = out + self._classical_linear(image, weight[:, dv:], None)
         return np.asarray(out, np.float32)

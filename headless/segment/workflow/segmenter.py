@@ -23,6 +23,7 @@ from headless.segment.workflow.scribbles import (
     check_scribbles,
     image_slices,
     one_image,
+    spatial_shape,
 )
 
 # Hybrid defaults to the linear probe: with the ViT block weighted down (vit_weight) it beat the
@@ -93,10 +94,11 @@ class Segmenter:
         cmap.require_trainable()
         spec = self.settings.features
         clf = self.settings.classifier_name
-        if clf == "rf" and any(self.source.too_big(im) for im, _ in items):
+        if clf == "rf" and spec.mode != "classical" and \
+                any(self.source.too_big(im) for im, _ in items):
             raise ProbeError(
-                "these ViT features are too large to hold in memory for a random forest; "
-                "use the linear probe (it predicts through the linear-map path) or a smaller size"
+                "these features are too large to hold in memory for a random forest; use the "
+                "linear probe (it predicts through the linear map, in tiles) or a smaller image"
             )
         xs, ys = [], []
         n = len(items)
@@ -134,8 +136,13 @@ class Segmenter:
         params = self.settings.crf if crf is True else (crf or None)
         spec = self.settings.features
         probe.check_compatible(spec.mode, spec.backbone_name, None, spec.options())
-        if isinstance(probe, LinearProbe) and self.source.too_big(image) and \
-                self.source.cached(image) is None:
+        check_prediction_memory(spatial_shape(image), len(probe.meta.class_values),
+                                crf=params is not None)
+        big = self.source.too_big(image) and self.source.cached(image) is None
+        if big and spec.mode == "classical":  # any probe, one tile of the bank at a time
+            yield Progress(0, 2, "predicting tile by tile")
+            proba = self._predict_tiles(image, probe)
+        elif big and isinstance(probe, LinearProbe):
             dim = self.source.feature_dim(image)
             probe.check_compatible(feature_dim=dim)
             w, b = probe.folded()
@@ -157,6 +164,19 @@ class Segmenter:
         return Segmentation(labels, proba, list(probe.meta.class_values),
                             list(probe.meta.class_names), refined)
 
+    def _predict_tiles(self, image: np.ndarray, probe: Probe) -> np.ndarray:
+        """Class probabilities ``(H, W, C)`` with the filter bank computed per tile (its halo
+        makes every tile's values those of the whole image)."""
+        from headless.features.classical_tiled import iter_classical_tiles
+
+        h, w = spatial_shape(image)
+        proba = np.empty((h, w, len(probe.meta.class_values)), np.float32)
+        for inner, feats in iter_classical_tiles(image, self.settings.features.sigmas,
+                                                 self.source.tile_side(image)):
+            probe.check_compatible(feature_dim=feats.shape[-1])
+            proba[inner] = probe.predict_image(feats)
+        return proba
+
     def fit_predict(
         self, image: np.ndarray, scribbles: np.ndarray,
         class_names: dict[int, str] | None = None, previous: Probe | None = None,
@@ -176,6 +196,25 @@ class Segmenter:
             out.append((yield from self.predict(sl, probe, crf)))
         yield Progress(len(slices), len(slices), "done")
         return out
+
+
+def check_prediction_memory(shape: tuple[int, int], n_classes: int, crf: bool = False,
+                            limit: int | None = None) -> None:
+    """Refuse, with the estimate, a prediction whose outputs alone would not fit: per-class
+    scores, probabilities and the labels (and the dense CRF's own needs), before any work."""
+    from headless.features.highres.memory import MemoryLimitError, _fmt_bytes, memory_limit
+    from headless.segment.crf import check_crf_memory
+
+    h, w = shape
+    need = int(h) * int(w) * (int(n_classes) * 4 * 3 + 2)
+    have = memory_limit(limit)
+    if need > have:
+        raise MemoryLimitError(
+            f"segmenting {h}x{w} px into {n_classes} classes needs about {_fmt_bytes(need)} "
+            f"for its outputs and {_fmt_bytes(have)} is available: segment a crop or a "
+            "smaller image")
+    if crf:
+        check_crf_memory(shape, n_classes, limit)
 
 
 def _subsample_index(y: np.ndarray, max_per_class: int, seed: int = 0) -> np.ndarray:
