@@ -50,7 +50,7 @@ def batch_progress(run_dir: str | Path, n_images: int, n_shards: int) -> BatchPr
     """The run's progress now (shards that have not started count as nothing done)."""
     from headless.store import read_json
 
-    done, rate, finished = 0, 0.0, 0
+    done, rate, finished, last_rate = 0, 0.0, 0, 0.0
     for i in range(n_shards):
         sdir = shard_dir(run_dir, i)
         is_done = (sdir / DONE_NAME).is_file()
@@ -61,9 +61,13 @@ def batch_progress(run_dir: str | Path, n_images: int, n_shards: int) -> BatchPr
             continue
         if isinstance(prog, dict):
             done += int(prog.get("done") or 0)
+            shard_rate = float(prog.get("images_per_s") or 0.0)
             if not is_done:
-                rate += float(prog.get("images_per_s") or 0.0)
-    return BatchProgress(min(done, n_images), n_images, rate, finished, n_shards)
+                rate += shard_rate
+            else:
+                last_rate = max(last_rate, shard_rate)
+    # between shards (or at the end) no shard runs: the last finished shard's rate says more
+    return BatchProgress(min(done, n_images), n_images, rate or last_rate, finished, n_shards)
 
 
 def follow_batch(

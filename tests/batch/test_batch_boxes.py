@@ -255,3 +255,23 @@ def test_torchrun_ranks_split_the_shards_and_rank0_merges(tmp_path, tiny_weights
     shards = sorted(r["shard"] for r in read_log(run_dir) if r["kind"] == "shard")
     assert shards == [0, 2]  # rank 0's log; rank 1 ran 1 and 3
     assert all((shard_dir(run_dir, i) / "done.json").is_file() for i in range(4))
+
+
+def test_memory_is_estimated_from_the_run_images_before_it_starts(tmp_path, tiny_weights,
+                                                                  monkeypatch):
+    import psutil
+
+    from headless.batch.tasks.boxes import max_tokens
+
+    images = planted(tmp_path / "imgs", n=3)  # 60x80, 80x60, 70x70 at patch 16
+    assert max_tokens(images, 16, None) == 5 * 5  # 80 px -> 5 patches (upscaled to 4 min)
+    assert max_tokens(images, 16, 64) == 16
+    spec = boxes_spec(images, tmp_path / "m.json", tiny_weights, shards=1)
+    assert batch_job.preflight(spec) == {}
+
+    class Tiny:
+        available = 2**20
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny)
+    with pytest.raises(ValueError, match=r"needs about 1\.0 GiB per worker and 0\.0 GiB"):
+        batch_job.preflight(spec)

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_dinoseg._widgets.boxes.batch_job import attach_boxes_job
 from napari_dinoseg._widgets.boxes.controller import BoxesController, NothingToExport
 from napari_dinoseg._widgets.boxes.image_list import STATUS_COLORS, ImageList
 from napari_dinoseg._widgets.boxes.settings import DEVICES, WEIGHTS_TIP, BoxSettings
@@ -114,6 +115,7 @@ class BoxesWidget(QWidget):
         layout.addLayout(compute_row)
         layout.addWidget(self.folder_box)
         layout.addWidget(export_box)
+        layout.addWidget(attach_boxes_job(self))  # the whole folder as a batch job
         layout.addWidget(self.status)
         layout.addStretch(1)
         self._update_buttons()

@@ -35,6 +35,7 @@ from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.selection import keep_selection
 from napari_dinoseg._widgets.common.workers import WorkerSlot
+from napari_dinoseg._widgets.sam.batch_job import attach_sam_job
 from napari_dinoseg._widgets.sam.controller import (
     META_KEY,
     NEW_LAYER,
@@ -167,6 +168,7 @@ class SamWidget(QWidget):
         layout.addLayout(form)
         for group in (auto, bm, one):
             layout.addWidget(collapsible(group))
+        layout.addWidget(attach_sam_job(self))  # automatic masks of the folder, as a job
         layout.addWidget(self.status)
         layout.addStretch(1)
 

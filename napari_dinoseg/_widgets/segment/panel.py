@@ -31,6 +31,7 @@ from napari_dinoseg._widgets.common.selection import select_for_painting
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import Autosaver
+from napari_dinoseg._widgets.segment.batch_job import attach_segment_job
 from napari_dinoseg._widgets.segment.controller import (
     DockOptions,
     Notice,
@@ -145,6 +146,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         layout.addWidget(self.probs_check)
         layout.addLayout(row(self.save_button, self.load_button))
         layout.addWidget(self.autosave_check)
+        layout.addWidget(attach_segment_job(self))  # the probe on the whole folder, as a job
         layout.addWidget(self.status)
         layout.addStretch(1)
 

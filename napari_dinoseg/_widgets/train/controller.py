@@ -206,6 +206,9 @@ class TrainController:
         self.curves: Any = None
         self.state = ""
         self.ticks = 0
+        self.batch: tuple[int, int] | None = None  # (images, shards) of a batch run
+        self.batch_progress: Any = None  # its BatchProgress at the last poll
+        self.merged = ""  # a finished batch run's manifest, in one line
 
     @property
     def active(self) -> bool:
@@ -234,6 +237,9 @@ class TrainController:
         self.curves = Curves()
         self.state = ""
         self.ticks = 0
+        from napari_dinoseg._widgets.train.batch_run import batch_shape
+
+        self.batch, self.batch_progress, self.merged = batch_shape(self.run_dir), None, ""
 
     def poll(self) -> list[dict[str, Any]] | None:
         """Read new log lines into the curves and refresh the state; the new records.
@@ -258,10 +264,18 @@ class TrainController:
             self.state = effective_state(status)
         else:
             self.state = status.get("state", self.state)
+        if self.batch is not None:
+            from napari_dinoseg._widgets.train.batch_run import batch_now, merged_line
+
+            self.batch_progress = batch_now(self.run_dir, self.batch)
+            if self.state == "completed" and not self.merged:
+                self.merged = merged_line(self.run_dir)
         return records
 
     def progress(self) -> tuple[int, int] | None:
         """``(maximum, value)`` of the progress bar, or None to leave it as it is."""
+        if self.batch_progress is not None:  # a batch run: images done of all
+            return max(self.batch_progress.total, 1), self.batch_progress.done
         c = self.curves
         total = c.total_steps or 0
         if total:
@@ -275,7 +289,11 @@ class TrainController:
         c = self.curves
         total = c.total_steps or 0
         parts = [f"{self.run_dir.name}: {self.state}"]
-        if total:
+        if self.batch_progress is not None:  # images, images/s, ETA, shards (and the merge)
+            from napari_dinoseg._widgets.common.batch_runs import progress_line
+
+            parts.append(self.merged or progress_line(self.batch_progress))
+        elif total:
             parts.append(f"step {c.step}/{total}")
         elif c.stage:
             parts.append(f"{c.stage.get('stage')} {c.stage.get('done')}/{c.stage.get('total')}")

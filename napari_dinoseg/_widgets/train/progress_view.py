@@ -1,4 +1,5 @@
-"""The Train dock's "Progress" box: bar, status line, loss / accuracy curves, confusion matrix.
+"""The Train dock's "Progress" box: bar, status line, loss / accuracy curves, confusion matrix
+(a batch run shows its images, images/s and ETA in the bar and status line, without curves).
 
 It only draws what :class:`~.controller.TrainController` holds (curves, state, wording), so
 the panel's job is to call :meth:`RunProgress.redraw` after each poll.
@@ -67,6 +68,11 @@ class RunProgress(QGroupBox):
             self.bar.setRange(0, bar[0])
             self.bar.setValue(bar[1])
         self.status_label.setText(run.status_text())
+        batch = run.batch is not None  # a batch run: images, images/s and ETA, no curves
+        for w in (self.loss_plot, self.acc_plot, self.confusion_label, self.confusion):
+            w.setVisible(not batch)
+        if batch:
+            return
         self.loss_plot.set_series([Series("train loss", c.train_step, c.train_loss, "#ffb74d"),
                                    Series("val loss", c.eval_step, c.eval_loss, "#ba68c8", True)],
                                   x_max=total or None)
