@@ -275,3 +275,24 @@ def test_memory_is_estimated_from_the_run_images_before_it_starts(tmp_path, tiny
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny)
     with pytest.raises(ValueError, match=r"needs about 1\.0 GiB per worker and 0\.0 GiB"):
         batch_job.preflight(spec)
+
+
+def test_bf16_precision_is_a_setting_of_its_own(tmp_path, tiny_weights):
+    """bf16 forwards are asked for explicitly, keyed apart from float32, checked up front."""
+    from headless.batch.shards import settings_digest
+    from headless.batch.tasks.boxes import BoxesTask
+
+    images = planted(tmp_path / "imgs", n=3)
+    f32 = BoxesTask({"backbone": BACKBONE}, "x.json").key_settings()
+    bf16 = BoxesTask({"backbone": BACKBONE, "precision": "bf16"}, "x.json").key_settings()
+    assert "precision" not in f32  # keys of float32 runs are those of earlier runs
+    assert settings_digest("boxes", f32) != settings_digest("boxes", bf16)
+    spec = boxes_spec(images, tmp_path / "b.json", tiny_weights, shards=1, precision="bf16")
+    assert batch_job.run(spec, new_run_dir(spec, tmp_path / "runs")) == "completed"
+    assert len(json.loads((tmp_path / "b.json").read_text())["images"]) == 3
+    with pytest.raises(ValueError, match="precision must be float32 or bf16"):
+        batch_job.preflight(boxes_spec(images, tmp_path / "c.json", tiny_weights, shards=1,
+                                       precision="fp8"))
+    assert cli(["boxes", str(tmp_path / "imgs"), "--method", "lost", "--backbone", BACKBONE,
+                "--weights", str(tiny_weights), "--out", str(tmp_path / "d.json"),
+                "--precision", "bf16"]) == 2  # the interactive path is float32 only

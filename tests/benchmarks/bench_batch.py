@@ -5,8 +5,10 @@ decode, resize, one forward per image, LOST); the batch path is the ``batch`` jo
 (:func:`headless.batch.job.run`: DataLoader workers decoding ahead, forwards batched by padded
 input shape, LOST, plus the QC signals). They run chunk by chunk, alternating, so machine load
 hits both alike; both load the model per chunk. Printed: images/s of each, the ratio (target
->= 1.5 on CPU), that both give the same boxes, and the batch worker's resident memory sampled
-through the run (it must stay flat: nothing grows with the number of images but the outputs).
+>= 1.5 on CPU), how many images get the same boxes, CorLoc against the VOC truth, and the batch
+worker's resident memory sampled through the run (flat: nothing grows with the number of
+images but the outputs). The batch job runs twice: float32 (boxes equal to the interactive
+path) and ``--precision bf16`` (bf16 autocast: AMX on recent Xeons, tensor cores on GPUs).
 
     python tests/benchmarks/bench_batch.py [--n 200] [--chunk 50] [--size 448] [--batch 8]
         [--workers 2] [--device cpu|cuda]
@@ -20,7 +22,6 @@ held.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -127,60 +128,72 @@ def main() -> None:
     if not weights.is_file() or not images:
         raise SystemExit("needs ../shared (weights and raccoon_voc)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
-    t_inter = t_batch = 0.0
-    same, total = 0, 0
-    samples: list[tuple[float, int]] = []
-    for start in range(0, len(images), args.chunk):
-        chunk = images[start:start + args.chunk]
-        t0 = time.perf_counter()
-        run = drive(compute_boxes(chunk, args.method, backbone="dinov2_vits14",
-                                  weights=str(weights), device=args.device, size=args.size))
-        t_inter += time.perf_counter() - t0
+    from headless.boxes import read_boxes
+    from headless.boxes.metrics import corloc, iou
 
-        out = tmp / f"batch_{start}.json"
+    truth = read_boxes(SHARED / "data" / "raccoon_voc" / "annotations")
+    times = {"interactive": 0.0, "batch": 0.0, "batch_bf16": 0.0}
+    preds: dict[str, dict[str, list]] = {k: {} for k in times}
+    samples: list[tuple[float, int]] = []
+
+    def batch(chunk: list[Path], out: Path, precision: str) -> float:
         spec = build_spec({
-            "job": "batch", "task": "boxes", "images": [str(p) for p in chunk], "out": str(out),
-            "shards": 1, "device": args.device, "batch_size": args.batch,
+            "job": "batch", "task": "boxes", "images": [str(p) for p in chunk],
+            "out": str(out), "shards": 1, "device": args.device, "batch_size": args.batch,
             "num_workers": args.workers,
             "options": {"method": args.method, "backbone": "dinov2_vits14",
-                        "weights": str(weights), "size": args.size}})
+                        "weights": str(weights), "size": args.size, "precision": precision}})
         stop = threading.Event()
         sampler = threading.Thread(target=rss_sampler, args=(samples, stop), daemon=True)
         sampler.start()
         t0 = time.perf_counter()
         batch_job.run(spec, new_run_dir(spec, tmp / "runs"))
-        t_batch += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
         stop.set()
         sampler.join()
+        return elapsed
 
-        merged = json.loads(out.read_text())
-        by_name = {im["file_name"]: im["id"] for im in merged["images"]}
-        got: dict[str, list] = {}
-        for a in merged["annotations"]:
-            got.setdefault(a["image_id"], []).append([round(v, 3) for v in a["bbox"]])
-        for name, boxes in run.boxset.boxes.items():
-            total += 1
-            want = [[round(v, 3) for v in (b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0)]
-                    for b in boxes]
-            same += got.get(by_name.get(name), []) == want
-        print(f"  images {start}-{start + len(chunk)}: interactive {t_inter:.1f} s, "
-              f"batch {t_batch:.1f} s so far", flush=True)
+    for start in range(0, len(images), args.chunk):
+        chunk = images[start:start + args.chunk]
+        t0 = time.perf_counter()
+        run = drive(compute_boxes(chunk, args.method, backbone="dinov2_vits14",
+                                  weights=str(weights), device=args.device, size=args.size))
+        times["interactive"] += time.perf_counter() - t0
+        preds["interactive"].update(run.boxset.boxes)
+        for key, precision in (("batch", "float32"), ("batch_bf16", "bf16")):
+            out = tmp / f"{key}_{start}.json"
+            times[key] += batch(chunk, out, precision)
+            preds[key].update(read_boxes(out).boxes)
+        print(f"  images {start}-{start + len(chunk)}: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + " so far", flush=True)
     n = len(images)
-    r_i, r_b = n / t_inter, n / t_batch
+    rate = {k: n / v for k, v in times.items()}
+    ref = preds["interactive"]
+
+    def same(key: str) -> int:
+        return sum([b.xyxy() for b in preds[key].get(k, [])] == [b.xyxy() for b in v]
+                   for k, v in ref.items())
+
+    def close(key: str) -> int:
+        return sum(bool(v) and bool(preds[key].get(k)) and iou(preds[key][k][0], v[0]) >= 0.9
+                   for k, v in ref.items())
+
     mb = [rss / 2**20 for _, rss in samples]
     third = max(1, len(mb) // 3)
     print(f"\n## Batch vs interactive boxes ({n} raccoon_voc photos, {args.size} px, "
           f"{args.method}, DINOv2-S, {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads)\n")
-    print("| path | images/s | ratio |")
-    print("|---|---|---|")
-    print(f"| interactive (one forward per image) | {r_i:.2f} | 1.00 |")
-    print(f"| batch job (batch {args.batch}, {args.workers} loader workers, + QC) | {r_b:.2f} "
-          f"| {r_b / r_i:.2f} |")
-    print(f"\nsame boxes: {same}/{total} images")
-    print(f"batch worker RSS: first third {max(mb[:third]):.0f} MiB, last third "
+    print("| path | images/s | ratio | same boxes | IoU >= 0.9 | CorLoc |")
+    print("|---|---|---|---|---|---|")
+    labels = {"interactive": "interactive (one forward per image, float32)",
+              "batch": f"batch job, float32 (batch {args.batch}, {args.workers} loader workers, "
+                       "+ QC)",
+              "batch_bf16": "batch job, `--precision bf16` (same, bf16 autocast)"}
+    for key, label in labels.items():
+        print(f"| {label} | {rate[key]:.2f} | {rate[key] / rate['interactive']:.2f} | "
+              f"{same(key)}/{n} | {close(key)}/{n} | {100 * corloc(preds[key], truth):.1f} |")
+    print(f"\nbatch worker RSS: first third {max(mb[:third]):.0f} MiB, last third "
           f"{max(mb[-third:]):.0f} MiB, peak {max(mb):.0f} MiB ({len(mb)} samples)")
-
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from headless.batch.tasks.base import BatchTask, Prepared
 DEFAULTS: dict[str, Any] = {
     "method": "lost", "backbone": "dino_vits16", "weights": "official", "size": None,
     "which": "auto", "params": {}, "handling": "auto", "format": None, "project": False,
-    "qc": True,
+    "qc": True, "precision": "float32",
 }
 
 
@@ -51,6 +51,8 @@ class BoxesTask(BatchTask):
             raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}")
         if o["handling"] not in HANDLING_CHOICES:
             raise ValueError(f"handling must be one of {', '.join(HANDLING_CHOICES)}")
+        if o["precision"] not in ("float32", "bf16"):
+            raise ValueError(f"precision must be float32 or bf16, got {o['precision']!r}")
         if o["method"] in METHOD_FUNCTIONS:
             check_params(o["method"], METHOD_FUNCTIONS[o["method"]], o["params"] or {})
         names = [p.name for p in images]
@@ -61,8 +63,11 @@ class BoxesTask(BatchTask):
 
     def key_settings(self) -> dict[str, Any]:
         o = self.options
-        return {k: o[k] for k in ("method", "backbone", "weights", "size", "which", "params",
-                                  "handling", "qc")}
+        keys = ("method", "backbone", "weights", "size", "which", "params", "handling", "qc")
+        out = {k: o[k] for k in keys}
+        if o["precision"] != "float32":  # keys of float32 runs stay as they were
+            out["precision"] = o["precision"]
+        return out
 
     def memory_estimate(self, images: list[Path], batch_size: int) -> int | None:
         tokens = max_tokens(images, self.spec.patch_size, self.options["size"])
@@ -118,7 +123,9 @@ class BoxesTask(BatchTask):
         batch = torch.stack([
             F.pad(it.tensor, (0, hw[1] - it.tensor.shape[-1], 0, hw[0] - it.tensor.shape[-2]))
             for it in items])
-        feats = extract(self.backbone, batch, autocast=False)  # float32: the methods' seeds
+        # float32 by default: the reference methods' seeds; bf16 when asked (AMX CPUs, GPUs)
+        amp = "bf16" if o["precision"] == "bf16" else False
+        feats = extract(self.backbone, batch, autocast=amp)
         out = []
         for i, it in enumerate(items):
             f = split_batch(feats, i)
