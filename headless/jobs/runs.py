@@ -140,9 +140,11 @@ def run_info(run_dir: Path) -> RunInfo:
     status = read_status(run_dir)
     records = read_log(run_dir)
     step, total, acc1 = 0, None, None
+    shards = None
     for rec in records:
         if rec.get("kind") == "start":
             total = rec.get("total_steps", total)
+            shards = rec.get("shards", shards)
         if "step" in rec and rec.get("kind") in ("train", "eval", "checkpoint", "resume"):
             step = int(rec["step"])
         if rec.get("kind") == "eval":
@@ -150,6 +152,10 @@ def run_info(run_dir: Path) -> RunInfo:
     metrics = read_metrics(run_dir)
     if metrics:
         acc1 = metrics.get("acc1", acc1)
+    if status.get("job") == "batch" and total and shards:  # images done, over every shard
+        from headless.batch.follow import batch_progress
+
+        step = batch_progress(run_dir, int(total), int(shards)).done
     return RunInfo(
         name=run_dir.name, path=run_dir, state=effective_state(status),
         job=str(status.get("job", "?")), runner=status.get("runner"), step=step,

@@ -95,6 +95,10 @@ def test_merged_boxes_equal_the_interactive_command(tmp_path, tiny_weights):
     assert manifest["merged"] == 9 and manifest["failed"] == 0 and manifest["shards"] == 3
     qc = (tmp_path / "merged.json.qc.csv").read_text().splitlines()
     assert qc[0] == "image,uncertainty,reasons" and len(qc) == 10
+    from headless.jobs.runs import run_info
+
+    info = run_info(run_dir)  # dinoseg runs list: images done over every shard
+    assert (info.step, info.total_steps) == (9, 9)
 
 
 def test_a_stopped_run_resumes_without_redoing_finished_images(tmp_path, tiny_weights,
