@@ -75,4 +75,4 @@ def read_boxes_layer(path: str | list[str]) -> list[tuple]:
         more = len(boxset.warnings) - len(shown)
         show_warning("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
     name = Path(str(path).rstrip("/")).name
-    return [boxset_to_layer_data(boxset, name=f"boxes: {name}")]
+    return [boxset_to_layer_data(boxset, name=f"boxes · {name}")]

@@ -163,7 +163,7 @@ def image_layer_data(
     meta = {"images": [image], "sizes": {image: list(size)} if size else {},
             "classes": sorted({b.label for b in boxes})}
     data = [box_to_rectangle(b) for b in boxes]
-    return data, shapes_kwargs(boxes, name or f"boxes: {image}", meta), "shapes"
+    return data, shapes_kwargs(boxes, name or f"boxes · {image}", meta), "shapes"
 
 
 def boxset_to_layer_data(boxset: BoxSet, name: str = "boxes") -> tuple[list, dict, str]:
