@@ -27,6 +27,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty (0 bytes)")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -37,9 +41,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
             arr = iio.imread(str(path))
     except Exception as exc:  # corrupt or unsupported file: say which one
-        raise ImageError(
-            f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})"
-        ) from exc
+        why = " ".join(str(exc).split())[:300]  # one line, however the reader words it
+        raise ImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {why})"
+                         ) from exc
     arr = np.asarray(arr)
     if arr.size == 0:
         raise ImageError(f"{path}: the image is empty (shape {arr.shape})")

@@ -30,3 +30,20 @@ def fraction(text: str) -> float:
     if not math.isfinite(value) or not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
+
+
+def check_out_folder(path: object, option: str = "--out") -> None:
+    """An output folder that names an existing file fails in one line, before any work."""
+    from pathlib import Path
+
+    p = Path(str(path)).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {p} is a file; give a folder (it is created when missing)")
+
+
+def check_out_file(path: object, option: str = "--out") -> None:
+    """An output file that names an existing folder fails in one line, before any work."""
+    from pathlib import Path
+
+    if path is not None and Path(str(path)).expanduser().is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")

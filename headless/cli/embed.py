@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from headless.train.ssl.extract import extract_features, open_model
     from headless.train.ssl.plot import scatter_plot
 
+    check_out_file(args.csv, "--csv")
+    check_out_file(args.png, "--png")
     folder = Path(args.folder)
     paths = list_pretext(folder, "image folder")
     classes = sorted({p.relative_to(folder).parts[0] for p in paths if

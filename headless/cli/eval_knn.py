@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, positive_int
 
 
 def add_feature_args(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from headless.progress import run_with_tqdm
     from headless.train.ssl.evaluation import eval_knn, labelled_features
 
+    check_out_file(args.out)
     feats = run_with_tqdm(labelled_features(
         args.backbone, args.weights, args.data, args.train, args.val, args.size,
         args.batch_size, args.device, cache=not args.no_cache), desc="features",

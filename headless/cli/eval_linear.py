@@ -26,10 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from headless.cli._types import check_out_file
     from headless.cli.eval_knn import write_result
     from headless.progress import run_with_tqdm
     from headless.train.ssl.evaluation import eval_linear, labelled_features
 
+    check_out_file(args.out)
     feats = run_with_tqdm(labelled_features(
         args.backbone, args.weights, args.data, args.train, args.val, args.size,
         args.batch_size, args.device, mode="linear", n_last_blocks=args.n_last_blocks,

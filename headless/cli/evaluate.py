@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, positive_int
 
 
 def register(sub: Any) -> None:
@@ -29,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     from headless.progress import run_with_tqdm
     from headless.train.fgvc.evaluation import evaluate_run_iter
 
+    check_out_file(args.out)
     run_dir = find_run(args.run, args.runs_root)
     res = run_with_tqdm(evaluate_run_iter(run_dir, args.split, args.batch_size,
                                           resolve_device(args.device)),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from headless.cli._batch import add_batch_arguments, file_or_keyword, launch_batch, wants_batch
-from headless.cli._types import fraction, positive_int
+from headless.cli._types import check_out_folder, fraction, positive_int
 from headless.features.foreground import FG_METHODS
 from headless.features.posembed import POS_RESIZE
 from headless.features.views import MODES
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shifts", type=int, choices=(4, 8), default=4, help="HR-Dv2 shift directions")
     p.add_argument("--dist", type=int, default=1, help="HR-Dv2 shift distance in pixels")
     p.add_argument("--flips", action="store_true", help="HR-Dv2: add flipped copies")
-    p.add_argument("--stride", type=int, default=None, help="patch-embedding stride (e.g. P/2)")
+    p.add_argument("--stride", type=positive_int, default=None,
+                   help="patch-embedding stride (e.g. P/2)")
     p.add_argument("--foreground", choices=FG_METHODS, default=None,
                    help="also write a foreground mask STEM_foreground.png (fused: features + "
                    "colour in 2 clusters; pca: first component; attention: CLS attention)")
@@ -179,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from headless.progress import run_with_tqdm
 
     check_options(args)
+    check_out_folder(args.out)
     listing = expand_inputs(args.images)
     for s in listing.skipped:
         print(f"skipped (not an image): {s}", file=sys.stderr)
@@ -206,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
             image, depth = first_slice(read_image(path))
             if depth is not None:
                 print(f"{path}: a stack of {depth}; using slice 0", file=sys.stderr)
+            elif image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
+                shape = " x ".join(map(str, image.shape))
+                print(f"note: {path.name}: {shape} read as one colour image (channels first); "
+                      "for a stack of slices, pass one slice", file=sys.stderr)
             views = run_with_tqdm(feature_views(backbone, image, **view_kwargs(options)),
                                   desc=path.name, disable=args.quiet)
         except ImageError as exc:

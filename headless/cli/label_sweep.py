@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from headless.train.ssl.labelled import load_labelled
     from headless.train.ssl.sweep import check_budgets, summarise, sweep, write_outputs
 
+    check_out_file(args.csv, "--csv")
+    check_out_file(args.png, "--png")
     lab = load_labelled(args.data, args.train, args.val)
     check_budgets([c for _, c in lab.train], lab.classes, args.budgets)  # before any work
     sets = {}

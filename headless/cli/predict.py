@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, check_out_folder, positive_int
 
 
 def register(sub: Any) -> None:
@@ -35,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ValueError(f"--top must be 1 or more, got {args.top}")
+    check_out_file(args.out)
+    if args.votes:
+        check_out_folder(args.votes, "--votes")
     run_dir = find_run(args.run, args.runs_root)
     listing = expand_inputs(args.images)
     for s in listing.skipped:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.cli import CommandError
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_file, positive_int
 
 TASK_CHOICES = ("boxes", "sam", "segment")
 STATUS_CHOICES = ("none", "automatic", "edited", "verified")
@@ -90,6 +90,7 @@ def _run_qc(args: argparse.Namespace) -> int:
 
     if not args.folder.is_dir():
         raise CommandError(f"{args.folder}: not a folder")
+    check_out_file(args.out)
     if args.verify is not None:
         print(_verify(args.folder, args.verify, args.task))
     rows = build_queue(args.folder, tasks=args.task, statuses=args.status, sort=args.sort,

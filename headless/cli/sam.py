@@ -32,7 +32,7 @@ from typing import Any
 
 from headless.cli import CommandError
 from headless.cli._batch import add_batch_arguments, file_or_keyword, launch_batch, wants_batch
-from headless.cli._types import fraction, positive_int
+from headless.cli._types import check_out_folder, fraction, positive_int
 from headless.sam.outputs import FORMAT_SUFFIX, mask_records  # noqa: F401 - kept importable here
 
 
@@ -144,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     from headless.sam.outputs import add_to_boxsets, sam_image, write_sam_boxes
     from headless.store import ProjectStore
 
+    check_out_folder(args.out)
     listing = expand_inputs(args.inputs)
     images = listing.images
     for s in listing.skipped:

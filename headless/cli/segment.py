@@ -28,7 +28,7 @@ from typing import Any
 
 from headless.cli import CommandError
 from headless.cli._batch import add_batch_arguments, launch_batch, wants_batch
-from headless.cli._types import positive_int
+from headless.cli._types import check_out_folder, positive_int
 
 FEATURES = ("classical", "bilinear", "hr", "hybrid", "patch")
 
@@ -84,7 +84,7 @@ def register(sub: Any) -> None:
     v.add_argument("--shifts", type=int, choices=(0, 4, 8), default=None,
                    help="HR-Dv2 shift directions (default 4)")
     v.add_argument("--flips", action="store_true", default=None, help="HR-Dv2: also flips")
-    v.add_argument("--stride", type=int, default=None, help="patch-embedding stride")
+    v.add_argument("--stride", type=positive_int, default=None, help="patch-embedding stride")
     k = p.add_argument_group("classifier")
     k.add_argument("--no-balance", action="store_true", help="do not balance classes")
     k.add_argument("--max-per-class", type=positive_int, default=t.max_per_class,
@@ -150,6 +150,7 @@ def _run(args: Any) -> int:
     if args.save_probe and args.probe:
         raise CommandError("--save-probe saves a probe trained from --scribbles; with --probe "
                            "the probe already exists")
+    check_out_folder(args.out)
     if wants_batch(args) and not args.probe:
         raise CommandError("--runner applies a saved probe to many images: train it first "
                            "(--scribbles ... --save-probe FILE), then run --probe FILE --runner")

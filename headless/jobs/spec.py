@@ -295,12 +295,16 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Classifie
         config = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML nested too deeply to be a job spec") from None
     if not isinstance(config, dict):
         raise SpecError(f"{path}: a spec is a mapping of fields, got {type(config).__name__}")
     try:
         return build_spec(config, overrides)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML nested too deeply to be a job spec") from None
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]

@@ -25,6 +25,13 @@ from headless.boxes.types import Box, BoxSet
 from headless.store import atomic_write_text
 
 
+def _check_id(path: Path, where: str, field: str, value: Any) -> None:
+    """COCO ids are numbers or strings; a list or object (unhashable) is a damaged file."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise file_error(path, where, f"field '{field}' must be a number or a string, got "
+                                      f"{type(value).__name__}")
+
+
 def read_coco(path: str | Path) -> BoxSet:
     """Read a COCO detection dataset file (``images``, ``annotations``, ``categories``)."""
     path = Path(path)
@@ -32,6 +39,8 @@ def read_coco(path: str | Path) -> BoxSet:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise file_error(path, "", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise file_error(path, "", "JSON nested too deeply to be a COCO file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise file_error(path, "", f"cannot be read ({exc})") from None
     if isinstance(data, list):
@@ -58,6 +67,7 @@ def read_coco(path: str | Path) -> BoxSet:
         for key in ("id", "name"):
             if key not in c:
                 raise file_error(path, where, f"missing field '{key}'")
+        _check_id(path, where, "id", c["id"])
         cat_names[c["id"]] = str(c["name"])
         if str(c["name"]) not in out.classes:
             out.classes.append(str(c["name"]))
@@ -70,6 +80,7 @@ def read_coco(path: str | Path) -> BoxSet:
         for key in ("id", "file_name", "width", "height"):
             if key not in im:
                 raise file_error(path, where, f"missing field '{key}'")
+        _check_id(path, where, "id", im["id"])
         if im["id"] in id_to_name:
             raise file_error(path, where, f"field 'id' repeats image id {im['id']!r}")
         name = str(im["file_name"])
@@ -88,6 +99,8 @@ def read_coco(path: str | Path) -> BoxSet:
         for key in ("image_id", "bbox", "category_id"):
             if key not in ann:
                 raise file_error(path, where, f"missing field '{key}'")
+        _check_id(path, where, "image_id", ann["image_id"])
+        _check_id(path, where, "category_id", ann["category_id"])
         if ann["image_id"] not in id_to_name:
             raise file_error(path, where,
                              f"field 'image_id' {ann['image_id']!r} is not in 'images'")

@@ -61,12 +61,18 @@ def parse_number(value: Any, path: str | Path, where: str, field: str) -> float:
     return v
 
 
+MAX_SIDE = 10_000_000
+
+
 def parse_size(value: Any, path: str | Path, where: str, field: str) -> int:
     """An image width or height: a positive whole number, or an error naming the field."""
     v = parse_number(value, path, where, field)
     if v <= 0 or v != int(v):
         raise file_error(path, where,
                          f"field '{field}' must be a positive whole number, got {value!r}")
+    if v > MAX_SIDE:  # no image is this large: a damaged or hostile file
+        raise file_error(path, where, f"field '{field}' {value!r} is larger than any image "
+                                      f"(at most {MAX_SIDE})")
     return int(v)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from headless.boxes.formats.common import (
     DEFAULT_SOURCE,
@@ -29,6 +31,19 @@ CSV_COLUMNS = ["image", "width", "height", "label", "x0", "y0", "x1", "y1", "sco
 CSV_FLAG_COLUMNS = ["difficult", "truncated"]
 
 
+def _rows(reader: Any, path: Path) -> Iterator[dict[str, Any]]:
+    """The reader's rows; a malformed row (a field over 128 KB, a NUL) is one line naming it."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise file_error(path, f"line {reader.line_num}",
+                             f"not a valid CSV box file ({exc})") from None
+        yield row
+
+
 def read_csv(path: str | Path) -> BoxSet:
     """Read our CSV box file; one row per box, or one row with empty box fields per image
     without boxes."""
@@ -38,7 +53,10 @@ def read_csv(path: str | Path) -> BoxSet:
     except (OSError, UnicodeDecodeError) as exc:
         raise file_error(path, "", f"cannot be read ({exc})") from None
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KB limit
+        raise file_error(path, "line 1", f"not a valid CSV box file ({exc})") from None
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
         raise file_error(path, "line 1",
@@ -46,7 +64,7 @@ def read_csv(path: str | Path) -> BoxSet:
                          f"expected {','.join(CSV_COLUMNS)}")
     out = BoxSet()
     counters: dict[str, int] = {}
-    for row in reader:
+    for row in _rows(reader, path):
         where = f"line {reader.line_num}"
         if None in row:
             raise file_error(path, where, "more fields than columns")
