@@ -15,6 +15,7 @@ DOCKS = {
     "boxes": "Object boxes",
     "sam": "SAM masks",
     "train": "Train",
+    "embeddings": "Embeddings",
 }
 
 
