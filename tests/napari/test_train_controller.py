@@ -138,3 +138,58 @@ def test_errors_use_the_form_labels_not_spec_fields(tmp_path):
     with pytest.raises(Exception) as err:
         run(launch_job(spec, "local", tmp_path / "runs"))
     assert "'dataset folder' is empty" in str(err.value) and "data.root" not in str(err.value)
+
+
+def test_fgvc_and_dino_forms_are_the_engine_specs(tmp_path):
+    from napari_dinoseg._widgets.train.job_forms import DinoForm, FgvcForm
+
+    # untouched forms: the engine's defaults (GPU-sized; the user edits them)
+    assert build_spec(DinoForm(pretext=f" {tmp_path} ")) == engine_build_spec(
+        {"job": "dino", "data": {"pretext": str(tmp_path)}})
+    assert build_spec(FgvcForm(data_root=str(tmp_path))) == engine_build_spec(
+        {"job": "fgvc", "data": {"root": str(tmp_path)}})
+    d = spec_dict(DinoForm(pretext="p", optimizer="", lr=0.0, knn_root=" ", init_weights=""))
+    assert d["job"] == "dino" and d["opt"]["optimizer"] is None and d["opt"]["lr"] is None
+    assert d["data"]["knn_root"] is None and d["model"]["init_weights"] is None
+    f = spec_dict(FgvcForm(data_root="r", sub_batch=0, lr=0.0, clip_grad=0.0, dilations="1,2"))
+    assert f["data"]["sub_batch"] is None and f["opt"]["lr"] is None
+    assert f["opt"]["clip_grad"] is None and f["ielt"]["dilations"] == [1, 2]
+    # what the engine cannot see: an empty folder would be read as the current one
+    with pytest.raises(ValueError, match="'pretext folder' is empty"):
+        build_spec(DinoForm(pretext="  "))
+    with pytest.raises(ValueError, match="'dataset folder' is empty"):
+        build_spec(FgvcForm())
+    with pytest.raises(ValueError, match=r"'local crops': .*greater than or equal to 0"):
+        build_spec(DinoForm(pretext="p", n_local=-1))
+
+
+def test_one_line():
+    from napari_dinoseg._widgets.train.controller import one_line
+
+    assert one_line(ValueError("a\n  b;\tc ")) == "a b; c"
+
+
+def test_following_a_dino_run_loss_and_knn(tmp_path):
+    from headless.jobs.runs import CONFIG_NAME
+    from napari_dinoseg._widgets.train.job_forms import knn_points, run_job
+
+    run_dir = tmp_path / "runs" / "d1"
+    _write(run_dir, [{"kind": "start", "total_steps": 4},
+                     {"kind": "train", "step": 1, "loss": 9.0, "lr": 0.1},
+                     {"kind": "train", "step": 2, "loss": 8.5, "lr": 0.1},
+                     {"kind": "eval", "step": 2, "knn20_top1": 40.0, "knn10_top1": 50.0,
+                      "knn10_top5": 90.0}],
+           state="running", runner="local", host="elsewhere", created=1.0)
+    (run_dir / CONFIG_NAME).write_text("job: dino\n")
+    assert run_job(run_dir) == "dino" and run_job(tmp_path / "none") is None
+    ctl = TrainController()
+    ctl.follow(run_dir)
+    ctl.poll()
+    assert ctl.job == "dino" and ctl.knn == [(2, 0.5)]  # k=10, percent -> share
+    assert ctl.status_text() == "d1: running · step 2/4 · loss 8.5000 · k-NN top-1 50.0%"
+    _write(run_dir, [{"kind": "resume", "step": 1},
+                     {"kind": "train", "step": 2, "loss": 8.4}], state="running",
+           runner="local", host="elsewhere", created=1.0)
+    ctl.poll()
+    assert ctl.knn == [] and ctl.curves.train_step == [1, 2]  # the resumed steps once
+    assert knn_points([{"kind": "train", "knn10_top1": 1.0}]) == []

@@ -109,6 +109,9 @@ def test_bad_input_is_reported_and_nothing_starts(widget, tmp_path):
     widget.launch_btn.click()
     assert widget.run_dir is None and _run_dirs(widget) == []
     assert widget.launch_btn.isEnabled()
+    text = widget.status_label.text()  # one line in the dock, in the form's words
+    assert text.startswith("not started: ") and "needs boxes" in text and "\n" not in text
+    assert "'boxes file'" in text and "data.boxes" not in text
 
 
 def test_cancel_then_resume(widget, qtbot):

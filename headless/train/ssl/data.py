@@ -10,9 +10,11 @@ from headless.train.data.errors import DatasetError
 
 def list_pretext(root: str | Path, what: str = "pretext folder") -> list[Path]:
     """Images under ``root`` (recursively, hidden parts skipped), sorted."""
-    root = Path(root).expanduser()
     hint = " (set data.pretext)" if what == "pretext folder" else ""
-    if not str(root) or not root.exists():
+    if not str(root).strip():  # Path("") is ".": an unset folder would scan the working folder
+        raise DatasetError(f"no {what} given{hint}")
+    root = Path(root).expanduser()
+    if not root.exists():
         raise DatasetError(f"{what} {root} does not exist{hint}")
     if not root.is_dir():
         raise DatasetError(f"{what} {root} is a file, not a folder")

@@ -1,8 +1,9 @@
 """What the Train dock holds, without Qt or napari: the form as plain values, the followed run.
 
-:class:`TrainForm` is the form's fields as plain values and :func:`spec_dict` turns them into
-the spec dictionary ``dinoseg train`` reads from YAML, so the panel and the CLI build the same
-spec. :class:`TrainController` follows one run folder: it tails ``log.jsonl``, keeps the curves
+:class:`TrainForm` is the classifier's fields as plain values (the fgvc and dino jobs' forms are
+in :mod:`.job_forms`) and :func:`spec_dict` turns any of them into the spec dictionary
+``dinoseg train`` reads from YAML, so the panel and the CLI build the same spec.
+:class:`TrainController` follows one run folder: it tails ``log.jsonl``, keeps the curves
 and the run's state, and words the status line; the panel only draws what it says.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from headless.jobs.runlog import ACTIVE_STATES
+from napari_dinoseg._widgets.train.job_forms import JOB_WORDS, knn_points, run_job
 
 RESNET_MODELS = ("resnet50", "resnet18", "resnet34", "resnet101", "test_resnet_tiny")
 VIT_MODELS = ("dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vits14_reg",
@@ -64,12 +66,15 @@ class TrainForm:
     name: str = ""
 
 
-def spec_dict(form: TrainForm) -> dict[str, Any]:
+def spec_dict(form: Any) -> dict[str, Any]:
     """The form as a spec dictionary (what ``dinoseg train`` reads from YAML).
 
     Empty text means "not given" (``None``): weights (the model's default), boxes, run name;
-    a target learning rate of 0 means none.
+    a target learning rate of 0 means none. The fgvc / dino forms say their own
+    (:mod:`.job_forms`).
     """
+    if not isinstance(form, TrainForm):
+        return form.spec_dict()
     return {
         "job": form.job,
         "name": form.name.strip() or None,
@@ -105,6 +110,7 @@ FORM_WORDS = {
     "opt.target_lr": "'target lr'", "opt.label_smoothing": "'label smoothing'",
     "crop.thr": "'crop thr'", "crop.temperature": "'attention T'", "num_epochs": "'epochs'",
     "model.ema_step": "'EMA every k steps'", "log.interval": "'log every (steps)'",
+    **JOB_WORDS,
 }
 
 
@@ -130,11 +136,20 @@ def in_form_words(exc: BaseException) -> BaseException:
     return new
 
 
-def build_spec(form: TrainForm) -> Any:
+def one_line(exc: BaseException | str) -> str:
+    """A message on one line (the dock's status line): whitespace runs, newlines included,
+    become one space."""
+    return " ".join(str(exc).split())
+
+
+def build_spec(form: Any) -> Any:
     """The validated job spec of the form (``ValueError`` names what is wrong, in the form's
     words: 'dataset folder', not ``data.root``)."""
     from headless.jobs.spec import build_spec as build
 
+    problem = form.problems() if hasattr(form, "problems") else None
+    if problem:
+        raise ValueError(problem)
     try:
         return build(spec_dict(form))
     except ValueError as exc:
@@ -209,6 +224,8 @@ class TrainController:
         self.batch: tuple[int, int] | None = None  # (images, shards) of a batch run
         self.batch_progress: Any = None  # its BatchProgress at the last poll
         self.merged = ""  # a finished batch run's manifest, in one line
+        self.job: str | None = None  # the followed run's job type (its config.yaml)
+        self.knn: list[tuple[int, float]] = []  # a dino run's k-NN top-1 (step, share)
 
     @property
     def active(self) -> bool:
@@ -240,6 +257,7 @@ class TrainController:
         from napari_dinoseg._widgets.train.batch_run import batch_shape
 
         self.batch, self.batch_progress, self.merged = batch_shape(self.run_dir), None, ""
+        self.job, self.knn = run_job(self.run_dir), []
 
     def poll(self) -> list[dict[str, Any]] | None:
         """Read new log lines into the curves and refresh the state; the new records.
@@ -253,8 +271,9 @@ class TrainController:
             return None
         records = self.tail.read_new()
         if self.tail.reset:
-            self.curves = Curves()
+            self.curves, self.knn = Curves(), []
         self.curves.add(records)
+        self._add_knn(records)
         if self.handle is not None and self.handle.process is not None:
             self.handle.process.poll()  # reap the child when it ends
         status = read_status(self.run_dir)
@@ -272,6 +291,13 @@ class TrainController:
                 self.merged = merged_line(self.run_dir)
         return records
 
+    def _add_knn(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:  # a resumed run re-does the steps after its checkpoint
+            if rec.get("kind") == "resume":
+                self.knn = [p for p in self.knn if p[0] <= int(rec.get("step", 0))]
+            else:
+                self.knn += knn_points([rec])
+
     def progress(self) -> tuple[int, int] | None:
         """``(maximum, value)`` of the progress bar, or None to leave it as it is."""
         if self.batch_progress is not None:  # a batch run: images done of all
@@ -286,6 +312,8 @@ class TrainController:
 
     def status_text(self) -> str:
         """The one-line summary: run, state, step, last loss and accuracy, last message."""
+        import math
+
         c = self.curves
         total = c.total_steps or 0
         parts = [f"{self.run_dir.name}: {self.state}"]
@@ -299,8 +327,10 @@ class TrainController:
             parts.append(f"{c.stage.get('stage')} {c.stage.get('done')}/{c.stage.get('total')}")
         if c.train_loss:
             parts.append(f"loss {c.train_loss[-1]:.4f}")
-        if c.eval_acc1:
+        if c.eval_acc1 and math.isfinite(c.eval_acc1[-1]):
             parts.append(f"val acc@1 {100 * c.eval_acc1[-1]:.1f}%")
+        if self.knn:
+            parts.append(f"k-NN top-1 {100 * self.knn[-1][1]:.1f}%")
         if c.messages and self.state in ("failed", "dead"):
             parts.append(c.messages[-1])
         elif self.state == "dead":

@@ -1,13 +1,16 @@
-"""The Train panel: launch a training run on curated boxes and follow it live.
+"""The Train panel: launch a training run (classifier, fgvc or dino) and follow it live.
 
-Training never runs in napari's process. Launch builds a job spec from the form (the same
-validated model as ``dinoseg train``), checks the data, boxes, weights and runner in a worker
-thread, writes the run folder and starts the runner process (a local process, SLURM or
-torchrun). A timer then tails the run's ``log.jsonl``: progress bar, live loss / accuracy
-curves, confusion matrix after each evaluation. Cancel asks the worker to checkpoint and stop;
-Resume continues a stopped or killed run from its last checkpoint. Closing napari does not stop
-a run; choose it again in "Follow" to see it. This module lays out and wires the form; the form's
-values -> spec, and the followed run's state and wording, are in :mod:`.controller`.
+The job combo picks the job; each job shows its own fields in the Data, Job and Optimisation
+sections (classifier: :mod:`.classifier_fields`; fgvc / dino: :mod:`.fgvc_fields`,
+:mod:`.dino_fields`), the Run section is common. Training never runs in napari's process.
+Launch builds a job spec from the form (the same validated model as ``dinoseg train``), checks
+the data, boxes, weights and runner in a worker thread, writes the run folder and starts the
+runner process (a local process, SLURM or torchrun). A timer then tails the run's
+``log.jsonl``: progress bar, live loss / accuracy curves, confusion matrix after each
+evaluation. Cancel asks the worker to checkpoint and stop; Resume continues a stopped or killed
+run from its last checkpoint. Closing napari does not stop a run; choose it again in "Follow" to
+see it. This module lays out and wires the form; the form's values -> spec, and the followed
+run's state and wording, are in :mod:`.controller`.
 """
 
 from __future__ import annotations
@@ -18,37 +21,38 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QTimer, QUrl
 from qtpy.QtGui import QDesktopServices
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from napari_dinoseg._widgets.common.qt_helpers import hrow
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.workers import WorkerSlot
+from napari_dinoseg._widgets.train.classifier_fields import ClassifierFields
 from napari_dinoseg._widgets.train.controller import (
-    CROPS,
     DEVICES,
     RESNET_MODELS,
     RUNNERS,
     VIT_MODELS,
-    WEIGHT_CHOICES,
     TrainController,
     TrainForm,
     build_spec,
     launch_job,
+    one_line,
     runner_note,
     runs_root,
     spec_dict,
 )
+from napari_dinoseg._widgets.train.dino_fields import dino_fields
+from napari_dinoseg._widgets.train.fgvc_fields import fgvc_fields
+from napari_dinoseg._widgets.train.job_forms import JOBS, DinoForm, FgvcForm
 from napari_dinoseg._widgets.train.progress_view import RunProgress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,26 +61,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["POLL_MS", "RESNET_MODELS", "VIT_MODELS", "TrainWidget"]
 
 POLL_MS = 500
+SECTION_TITLES = (("data", "Data"), ("model", "Job"), ("opt", "Optimisation"))
 
 
-def _float_box(value: float, lo: float, hi: float, step: float, decimals: int) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setDecimals(decimals)
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
-
-
-def _int_box(value: int, lo: int, hi: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setValue(value)
-    return box
-
-
-class TrainWidget(QWidget):
-    """Train a classifier (seed 000) on an ImageFolder with box-aware crops; follow runs."""
+class TrainWidget(ClassifierFields, QWidget):
+    """Train a classifier (seed 000), an IELT fine-grained classifier (fgvc, seed 002) or a DINO
+    model (dino, seed 003); follow runs of any job."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
@@ -84,87 +74,28 @@ class TrainWidget(QWidget):
         self.controller = TrainController()
         self._jobs = WorkerSlot(on_busy=lambda busy: self._update_buttons())
 
-        # -- data --
-        self.data_edit = QLineEdit()
-        self.data_edit.setPlaceholderText("ImageFolder: one sub-folder of images per class")
-        data_btn = QPushButton("…")
-        data_btn.clicked.connect(self._choose_data)
-        self.boxes_edit = QLineEdit()
-        self.boxes_edit.setPlaceholderText("exported boxes (COCO .json, VOC, .csv); optional")
-        boxes_btn = QPushButton("…")
-        boxes_btn.clicked.connect(self._choose_boxes)
-        self.size_spin = _int_box(224, 14, 4096)
-        self.batch_spin = _int_box(32, 1, 4096)
-        self.val_spin = _float_box(0.2, 0.0, 0.9, 0.05, 2)
-        self.workers_spin = _int_box(4, 0, 64)
-        data_box = QGroupBox("Data")
-        form = QFormLayout(data_box)
-        form.addRow("dataset folder", hrow(self.data_edit, data_btn))
-        form.addRow("boxes file", hrow(self.boxes_edit, boxes_btn))
-        form.addRow("image size", self.size_spin)
-        form.addRow("batch size", self.batch_spin)
-        form.addRow("validation share", self.val_spin)
-        form.addRow("loader workers", self.workers_spin)
-
-        # -- job and model --
+        # -- the job and its own fields: one page per section and job, the chosen job's shown --
         self.job_combo = QComboBox()
-        self.job_combo.addItem("classifier (seed 000)", "classifier")
-        self.model_combo = QComboBox()
-        self.model_combo.addItems([*RESNET_MODELS, *VIT_MODELS])
-        self.weights_combo = QComboBox()
-        self.weights_combo.setEditable(True)
-        self.weights_combo.addItems(list(WEIGHT_CHOICES))
-        self.weights_combo.setToolTip("empty: random for ResNets, official for ViTs; 'imagenet' "
-                                      "(ResNet), 'official' (ViT), or a checkpoint file")
-        self.freeze_check = QCheckBox("freeze backbone (linear head only)")
-        self.cls_check = QCheckBox("train only the CLS token (ViT)")
-        self.crop_combo = QComboBox()
-        for label, key in CROPS:
-            self.crop_combo.addItem(label, key)
-        self.thr_spin = _float_box(1.0, 0.0, 1.0, 0.05, 2)
-        self.temp_spin = _float_box(1.0, 0.01, 100.0, 0.1, 2)
-        model_box = QGroupBox("Job")
-        form = QFormLayout(model_box)
-        form.addRow("job", self.job_combo)
-        form.addRow("model", self.model_combo)
-        form.addRow("weights", self.weights_combo)
-        form.addRow(self.freeze_check)
-        form.addRow(self.cls_check)
-        form.addRow("crop", self.crop_combo)
-        form.addRow("crop thr", self.thr_spin)
-        form.addRow("attention T", self.temp_spin)
-
-        # -- optimisation --
-        self.opt_combo = QComboBox()
-        self.opt_combo.addItems(["sgd", "adam", "adamw"])
-        self.lr_spin = _float_box(0.1, 1e-6, 10.0, 0.01, 6)
-        self.sched_combo = QComboBox()
-        self.sched_combo.addItems(["cosine", "step", "constant"])
-        self.target_spin = _float_box(0.0, 0.0, 10.0, 0.0001, 6)
-        self.epochs_spin = _int_box(10, 1, 100000)
-        self.smooth_spin = _float_box(0.1, 0.0, 0.9, 0.05, 2)
-        self.ema_spin = _int_box(0, 0, 100000)
-        self.ema_spin.setToolTip("update an EMA of the weights every k steps (0: no EMA)")
-        self.augment_check = QCheckBox("colour augmentations")
-        self.augment_check.setChecked(True)
-        self.augment_p_spin = _float_box(0.5, 0.0, 1.0, 0.05, 2)
-        self.augmix_check = QCheckBox("AugMix")
-        self.seed_spin = _int_box(0, 0, 2**31 - 1)
-        self.log_spin = _int_box(10, 1, 100000)
-        self.log_spin.setToolTip("log loss / accuracy every N steps (the curves' resolution)")
-        opt_box = QGroupBox("Optimisation")
-        form = QFormLayout(opt_box)
-        form.addRow("optimizer", self.opt_combo)
-        form.addRow("learning rate", self.lr_spin)
-        form.addRow("schedule", self.sched_combo)
-        form.addRow("target lr", self.target_spin)
-        form.addRow("epochs", self.epochs_spin)
-        form.addRow("label smoothing", self.smooth_spin)
-        form.addRow("EMA every k steps", self.ema_spin)
-        form.addRow(hrow(self.augment_check, QLabel("p"), self.augment_p_spin,
-                         self.augmix_check))
-        form.addRow("seed", self.seed_spin)
-        form.addRow("log every (steps)", self.log_spin)
+        for label, key in JOBS:
+            self.job_combo.addItem(label, key)
+        self.fgvc_fields = fgvc_fields()
+        self.dino_fields = dino_fields()
+        pages = {"classifier": self._build_classifier(), "fgvc": self.fgvc_fields.pages,
+                 "dino": self.dino_fields.pages}
+        self.job_pages = pages
+        boxes = []
+        for section, title in SECTION_TITLES:
+            box = QGroupBox(title)
+            lay = QVBoxLayout(box)
+            if section == "model":
+                top = QWidget()
+                QFormLayout(top).addRow("job", self.job_combo)
+                top.layout().setContentsMargins(0, 0, 0, 0)
+                lay.addWidget(top)
+            for job_pages in pages.values():
+                lay.addWidget(job_pages[section])
+            boxes.append(box)
+        data_box, model_box, opt_box = boxes
 
         # -- run --
         self.runner_combo = QComboBox()
@@ -216,14 +147,17 @@ class TrainWidget(QWidget):
         self.confusion_label = self.progress_view.confusion_label
 
         layout = scroll_layout(self)
-        for box in (data_box, model_box, opt_box, run_box):
-            layout.addWidget(collapsible(box))
+        self.sections = [collapsible(box) for box in (data_box, model_box, opt_box, run_box)]
+        for section in self.sections:
+            layout.addWidget(section)
         layout.addWidget(self.progress_view)
         layout.addStretch(1)
 
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
+        self.job_combo.currentIndexChanged.connect(self._job_changed)
+        self._job_changed()
         self._update_buttons()
 
     # -- the state, kept by the controller ------------------------------------------------------
@@ -258,25 +192,24 @@ class TrainWidget(QWidget):
         return self._jobs.worker
 
     # -- the form -> a spec ------------------------------------------------------------------
-    def form(self) -> TrainForm:
-        """The form's fields as plain values."""
-        return TrainForm(
-            data_root=self.data_edit.text(), boxes=self.boxes_edit.text(),
-            image_size=self.size_spin.value(), batch_size=self.batch_spin.value(),
-            val_fraction=self.val_spin.value(), num_workers=self.workers_spin.value(),
-            job=self.job_combo.currentData(), model=self.model_combo.currentText(),
-            weights=self.weights_combo.currentText(),
-            freeze_backbone=self.freeze_check.isChecked(), train_cls=self.cls_check.isChecked(),
-            crop=self.crop_combo.currentData(), crop_thr=self.thr_spin.value(),
-            temperature=self.temp_spin.value(), optimizer=self.opt_combo.currentText(),
-            lr=self.lr_spin.value(), scheduler=self.sched_combo.currentText(),
-            target_lr=self.target_spin.value(), num_epochs=self.epochs_spin.value(),
-            label_smoothing=self.smooth_spin.value(), ema_step=self.ema_spin.value(),
-            augment=self.augment_check.isChecked(), augment_p=self.augment_p_spin.value(),
-            augmix=self.augmix_check.isChecked(), seed=self.seed_spin.value(),
-            log_interval=self.log_spin.value(), device=self.device_combo.currentText(),
-            name=self.name_edit.text(),
-        )
+    @property
+    def job(self) -> str:
+        """The chosen job: classifier, fgvc or dino."""
+        return self.job_combo.currentData()
+
+    def job_fields(self, job: str | None = None) -> Any:
+        """The :class:`~.job_fields.JobFields` of fgvc / dino (the chosen job's by default)."""
+        return {"fgvc": self.fgvc_fields, "dino": self.dino_fields}[job or self.job]
+
+    def set_job(self, job: str) -> None:
+        self.job_combo.setCurrentIndex(self.job_combo.findData(job))
+
+    def form(self) -> TrainForm | FgvcForm | DinoForm:
+        """The chosen job's fields as plain values (with the Run box's device and name)."""
+        device, name = self.device_combo.currentText(), self.name_edit.text()
+        if self.job == "classifier":
+            return self._classifier_form(device, name)
+        return self.job_fields().form(device=device, name=name)
 
     def spec_dict(self) -> dict[str, Any]:
         """The form as a spec dictionary (what ``dinoseg train`` reads from YAML)."""
@@ -301,15 +234,16 @@ class TrainWidget(QWidget):
             return
         try:
             spec = self.build_spec()
-        except ValueError as exc:
-            show_error(str(exc))
+        except ValueError as exc:  # one line in the dock (and napari's notification)
+            self.status_label.setText(f"not started: {one_line(exc)}")
+            show_error(one_line(exc))
             return
         job = launch_job(spec, self.runner_combo.currentText(), self.runs_root())
         self.status_label.setText("checking data, boxes, weights and runner…")
         self._jobs.start(job, self._on_launched, "launch training", on_error=self._launch_failed)
 
     def _launch_failed(self, exc: BaseException) -> None:
-        self.status_label.setText(f"not started: {exc}")
+        self.status_label.setText(f"not started: {one_line(exc)}")
 
     def _on_launched(self, handle: Any) -> None:
         from napari.utils.notifications import show_info
@@ -395,19 +329,6 @@ class TrainWidget(QWidget):
         return save_spec(self.build_spec(), path)
 
     # -- small helpers -------------------------------------------------------------------------
-    def _choose_data(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Dataset folder (one sub-folder per class)")
-        if folder:
-            self.data_edit.setText(folder)
-
-    def _choose_boxes(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Exported boxes", "", "Boxes (*.json *.csv *.xml);;All files (*)")
-        if path:
-            self.boxes_edit.setText(path)
-            if self.crop_combo.currentData() == "random_resized":
-                self.crop_combo.setCurrentIndex(self.crop_combo.findData("localized"))
-
     def _save_spec_dialog(self) -> None:
         from napari.utils.notifications import show_error, show_info
 
@@ -419,6 +340,15 @@ class TrainWidget(QWidget):
             show_info(f"spec saved: {self.save_spec(path)}")
         except (ValueError, OSError) as exc:
             show_error(str(exc))
+
+    def _job_changed(self, *_: Any) -> None:
+        """Show the chosen job's fields, hide the others'; refit the open sections."""
+        for job, pages in self.job_pages.items():
+            for page in pages.values():
+                page.setVisible(job == self.job)
+        for section in self.sections:
+            if section.isExpanded():
+                section.expand(animate=False)
 
     def _runner_changed(self, name: str) -> None:
         self.runner_note.setText(runner_note(name))

@@ -1,5 +1,6 @@
 """The Train dock's "Progress" box: bar, status line, loss / accuracy curves, confusion matrix
-(a batch run shows its images, images/s and ETA in the bar and status line, without curves).
+(a batch run shows its images, images/s and ETA in the bar and status line, without curves; a
+dino run its loss and, with a k-NN folder, the teacher's k-NN top-1, without a confusion matrix).
 
 It only draws what :class:`~.controller.TrainController` holds (curves, state, wording), so
 the panel's job is to call :meth:`RunProgress.redraw` after each poll.
@@ -69,9 +70,19 @@ class RunProgress(QGroupBox):
             self.bar.setValue(bar[1])
         self.status_label.setText(run.status_text())
         batch = run.batch is not None  # a batch run: images, images/s and ETA, no curves
-        for w in (self.loss_plot, self.acc_plot, self.confusion_label, self.confusion):
-            w.setVisible(not batch)
+        dino = run.job == "dino"  # self-supervised: a loss, k-NN top-1 at most, no classes
+        self.loss_plot.setVisible(not batch)
+        self.acc_plot.setVisible(not batch and (not dino or bool(run.knn)))
+        for w in (self.confusion_label, self.confusion):
+            w.setVisible(not batch and not dino)
         if batch:
+            return
+        if dino:
+            self.loss_plot.set_series([Series("train loss", c.train_step, c.train_loss,
+                                              "#ffb74d")], x_max=total or None)
+            self.acc_plot.set_series([Series("k-NN top-1", [s for s, _ in run.knn],
+                                             [a for _, a in run.knn], "#81c784", True)],
+                                     x_max=total or None)
             return
         self.loss_plot.set_series([Series("train loss", c.train_step, c.train_loss, "#ffb74d"),
                                    Series("val loss", c.eval_step, c.eval_loss, "#ba68c8", True)],

@@ -190,3 +190,12 @@ def test_vit_tiny_runs_load_as_registry_backbones(tmp_path, patch):
     x = torch.randn(1, 3, 48, 64)
     with torch.no_grad():
         assert torch.equal(net.forward_features(x), bb.model.forward_features(x))
+
+
+def test_an_unset_pretext_folder_is_named_not_the_working_folder(tmp_path, monkeypatch):
+    from headless.train.ssl.data import DatasetError, list_pretext
+
+    (tmp_path / "stray.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)  # "" would be "." and find stray.png
+    with pytest.raises(DatasetError, match=r"no pretext folder given \(set data.pretext\)"):
+        list_pretext("")
