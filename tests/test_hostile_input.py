@@ -370,6 +370,12 @@ BOXES = [
          r"unknown device 'tpu9'"),
     Case("boxes-out-is-an-image", [*B, "--out", G], odd_images, 2,
          r"unknown box file type '\.png'", must_be_unchanged=("good.png",)),
+    Case("boxes-out-is-a-folder", [*B, "--out", "{tmp}/od", "--format", "coco"],
+         lambda t: (odd_images(t), (t / "od").mkdir()), 2, r"--out .*od is a folder"),
+    Case("boxes-out-under-a-file", [*B, "--out", "{tmp}/good.png/x.json"], odd_images, 2,
+         r"good\.png is a file, not a folder", must_be_unchanged=("good.png",)),
+    Case("boxes-export-out-unknown", ["boxes-export", "{tmp}", "--out", "{tmp}/x.png"],
+         odd_images, 2, r"unknown box file type '\.png'"),
     Case("boxes-image-list-missing", [*B, "--image-list", "{tmp}/none.txt", "--out",
                                       "{tmp}/b.json"], odd_images, 2,
          r"cannot read the image list"),
@@ -383,8 +389,10 @@ BOXES = [
 EXPORT = [
     Case("boxes-export-not-a-folder", ["boxes-export", G, "--out", "{tmp}/e.json"], odd_images,
          2, r"good\.png: not a folder"),
-    Case("boxes-export-nothing-saved", ["boxes-export", "{tmp}", "--out", G], odd_images, 2,
-         r"no saved boxes to export", must_be_unchanged=("good.png",)),
+    Case("boxes-export-nothing-saved", ["boxes-export", "{tmp}", "--out", "{tmp}/x.json"],
+         odd_images, 2, r"no saved boxes to export", must_be_unchanged=("good.png",)),
+    Case("boxes-export-over-an-image", ["boxes-export", "{tmp}", "--out", G], odd_images, 2,
+         r"unknown box file type '\.png'", must_be_unchanged=("good.png",)),
 ]
 
 EB = ["eval-boxes"]

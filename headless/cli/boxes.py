@@ -133,6 +133,7 @@ def _run_boxes(args: argparse.Namespace) -> int:
     from headless.images import expand_inputs
     from headless.progress import run_with_tqdm
 
+    check_box_output(args.out, args.format)  # before any image is read or model loaded
     listing = expand_inputs(args.inputs)
     images = listing.images
     if args.image_list is not None:
@@ -231,6 +232,24 @@ class _Named:
         self.name, self.spec, self.weights_label = name, spec, ""
 
 
+def check_box_output(out: Path, fmt: str | None) -> None:
+    """An output the writer would refuse fails in one line before any image is computed: an
+    unknown extension, a file where a folder is wanted (VOC) or the reverse (COCO / CSV), a
+    parent that is a file."""
+    from headless.boxes.formats.dispatch import detect_format
+    from headless.cli._types import check_out_file, check_out_folder
+
+    out = Path(out).expanduser()
+    kind = fmt or detect_format(out)
+    if kind == "voc" and out.suffix.lower() != ".xml":
+        check_out_folder(out)
+    else:
+        check_out_file(out)
+    parent = next((q for q in out.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CommandError(f"--out {out}: {parent} is a file, not a folder")
+
+
 def settings_path(out: Path) -> Path:
     """Where a run's settings go: beside the output (``boxes.json`` -> ``boxes.json.meta.json``,
     a VOC folder ``voc/`` -> ``voc.meta.json``)."""
@@ -252,6 +271,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     if not args.folder.is_dir():
         raise CommandError(f"{args.folder}: not a folder")
+    check_box_output(args.out, args.format)
     cur = BoxCuration.for_folder(args.folder)
     boxset, written = cur.export(args.out, fmt=args.format, statuses=args.status)
     print(f"exported {boxset.n_boxes} box(es) on {len(boxset.images)} image(s) -> {args.out}")
