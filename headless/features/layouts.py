@@ -61,7 +61,30 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(obj, dict):
         raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    bad = non_finite_tensors(obj)
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. "
+                           f"{bad[0]}): a damaged or diverged checkpoint; its outputs would be "
+                           "NaN")
     return obj
+
+
+def non_finite_tensors(obj: Any, prefix: str = "", limit: int = 20) -> list[str]:
+    """Names of floating-point tensors with NaN / inf anywhere in a (nested) checkpoint."""
+    import torch
+
+    out: list[str] = []
+    stack = [(prefix, obj)]
+    while stack and len(out) < limit:
+        name, value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                out.append(name or "<tensor>")
+        elif isinstance(value, dict):
+            stack += [(f"{name}.{k}" if name else str(k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return out
 
 
 def unwrap(sd: dict[str, Any]) -> dict[str, Any]:

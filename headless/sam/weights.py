@@ -208,6 +208,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    from headless.features.layouts import non_finite_tensors
+
+    bad = non_finite_tensors(obj)
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. "
+                              f"{bad[0]}): a damaged checkpoint")
     return obj
 
 

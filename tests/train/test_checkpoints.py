@@ -75,3 +75,34 @@ def test_partial_files_of_a_killed_save_are_removed(tmp_path):
 
 def test_no_checkpoint_folder_means_a_fresh_run(tmp_path):
     assert load_checkpoint(tmp_path) is None
+
+
+def test_a_diverged_checkpoint_is_skipped_for_the_last_finite_one(tmp_path):
+    folder = _save_steps(tmp_path, [10, 20])
+    (folder / LAST).unlink()
+    bad = _state(30)
+    bad["model"]["w"][0] = float("nan")
+    torch.save(bad, folder / LAST)
+    notes: list[str] = []
+    assert load_checkpoint(tmp_path, on_note=notes.append)["step"] == 20
+    assert "NaN or infinite weights (e.g. w)" in notes[0]
+
+
+def test_weights_files_with_nan_are_refused_by_every_loader(tmp_path):
+    from headless.features.backbones import load_backbone
+    from headless.features.layouts import WeightsError
+    from headless.sam.weights import CheckpointError as SamCheckpointError
+    from headless.sam.weights import read_state_dict as read_sam
+
+    torch.manual_seed(0)
+    sd = load_backbone("test_dino_tiny16", "random").model.state_dict()
+    sd = {k: v.clone() for k, v in sd.items()}
+    sd["blocks.1.mlp.fc1.weight"][3, 3] = float("inf")
+    torch.save(sd, tmp_path / "inf.pth")
+    with pytest.raises(WeightsError, match=r"1 tensor\(s\) hold NaN or infinite.*fc1.weight"):
+        load_backbone("test_dino_tiny16", tmp_path / "inf.pth")
+    with pytest.raises(SamCheckpointError, match="NaN or infinite"):
+        read_sam(tmp_path / "inf.pth")
+    sd["blocks.1.mlp.fc1.weight"][3, 3] = 0.0
+    torch.save(sd, tmp_path / "ok.pth")
+    load_backbone("test_dino_tiny16", tmp_path / "ok.pth")  # the same file, finite, loads

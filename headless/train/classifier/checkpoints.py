@@ -94,6 +94,12 @@ def load_checkpoint(
         if not isinstance(state, dict) or not {"model", "step"} <= set(state):
             problems.append(f"{path.name}: not a training checkpoint (no model / step)")
             continue
+        from headless.features.layouts import non_finite_tensors
+
+        bad = non_finite_tensors(state.get("model"))
+        if bad:  # a diverged step: resuming from it would train on NaN
+            problems.append(f"{path.name}: NaN or infinite weights (e.g. {bad[0]})")
+            continue
         if problems:
             note(f"{'; '.join(problems)}; resuming from {path.name} (step {int(state['step'])})")
         return state

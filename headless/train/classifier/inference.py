@@ -24,6 +24,12 @@ def load_classifier(run_dir: str | Path, ema: bool = False) -> tuple[Classifier,
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
         sd = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    from headless.features.layouts import non_finite_tensors
+
+    bad = non_finite_tensors(sd)
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values (e.g. "
+                         f"{bad[0]}): the run diverged or the file is damaged")
     classes = json.loads(meta.get("classes", "[]"))
     cfg = spec.model.model_copy(update={"weights": "random", "resumed_model": None})
     built = build_model(cfg, len(classes))
