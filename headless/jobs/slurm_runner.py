@@ -117,5 +117,12 @@ class SlurmRunner(Runner):
             jobs = [executor.submit(SlurmJob(str(run_dir), shard=i)) for i in shards]
         ids = [str(j.job_id) for j in jobs]
         write_status(run_dir, slurm_job_id=ids[0].split("_")[0], slurm_array=ids)
+        from headless.jobs.runlog import RunLog
+
+        # the tasks log in their shard folders: the run's own log says what the whole run is
+        RunLog(run_dir).append("start", task=getattr(spec, "task", None),
+                               images=len(getattr(spec, "images", [])), shards=spec.shards,
+                               total_steps=len(getattr(spec, "images", [])),
+                               slurm_array=ids)
         return RunHandle(run_dir, self.name, job=jobs[0],
                          info={"slurm_job_id": ids[0], "slurm_array": ids})

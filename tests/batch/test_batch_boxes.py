@@ -236,6 +236,10 @@ def test_slurm_array_through_submitit_local_executor(tmp_path, tiny_weights):
     status = read_status(handle.run_dir)
     assert status["state"] == "completed", status
     assert status["shards_done"] == 2
+    from headless.jobs.runs import run_info
+
+    info = run_info(handle.run_dir)  # dinoseg runs list sums the array tasks' progress
+    assert (info.step, info.total_steps) == (6, 6)
     assert (json.loads((tmp_path / "merged.json").read_text())
             == json.loads((tmp_path / "single.json").read_text()))
 
