@@ -2,12 +2,15 @@
 
 The seed's benchmark: for 1, 2, 5, 10, 25, 50 ... labels per class (stratified, seeded,
 ``--repeats`` draws), the backbone's frozen features next to a baseline backbone's
-(``--baseline-backbone`` / ``--baseline-weights``), written as CSV and a PNG plot.
+(``--baseline-backbone`` / ``--baseline-weights``) and a supervised model trained from scratch
+on the images of the same subsets (``--supervised-arch``, ``--supervised-epochs``; off with
+``--no-supervised``; see :mod:`headless.train.ssl.supervised`), written as CSV and a PNG plot.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from headless.cli._types import check_out_file, positive_int
 
@@ -25,6 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--baseline-backbone", default=None)
     p.add_argument("--baseline-weights", default=None)
+    from headless.train.ssl.supervised import SUPERVISED_ARCHS
+
+    p.add_argument("--supervised-arch", default="resnet18", choices=SUPERVISED_ARCHS,
+                   help="supervised baseline trained from random weights on the same labels")
+    p.add_argument("--supervised-epochs", type=positive_int, default=30,
+                   help="passes over each labelled subset (AdamW, cosine lr)")
+    p.add_argument("--supervised-lr", type=float, default=1e-3)
+    p.add_argument("--supervised-size", type=positive_int, default=None,
+                   help="input size of the supervised model (default: --size)")
+    p.add_argument("--no-supervised", action="store_true",
+                   help="only the frozen features' k-NN and linear rows")
     p.add_argument("--csv", default="label_sweep.csv")
     p.add_argument("--png", default="label_sweep.png")
     p.set_defaults(func=run)
@@ -49,7 +63,21 @@ def run(args: argparse.Namespace) -> int:
             backbone, weights, args.data, args.train, args.val, args.size, args.batch_size,
             args.device, cache=not args.no_cache), desc="features", disable=args.quiet)
         sets[f.label] = f
-    rows = sweep(sets, args.budgets, args.repeats, args.seed, args.k, args.epochs, args.lr)
+    supervised = None
+    if not args.no_supervised:
+        from headless.train.ssl.supervised import ImageBank, SupervisedConfig
+
+        cfg = SupervisedConfig(args.supervised_arch, args.supervised_epochs, args.supervised_lr,
+                               batch_size=args.batch_size, device=args.device)
+        supervised = (ImageBank.from_labelled(lab, args.supervised_size or args.size), cfg)
+
+    def show(row: dict) -> None:
+        if not args.quiet and row["method"] == "supervised":
+            print(f"supervised {row['backbone']}: {row['labels_per_class']} per class, "
+                  f"repeat {row['repeat']}: {row['top1']:.1f}", file=sys.stderr)
+
+    rows = sweep(sets, args.budgets, args.repeats, args.seed, args.k, args.epochs, args.lr,
+                 supervised=supervised, on_row=show)
     write_outputs(rows, args.csv, args.png)
     for name, (xs, ys) in summarise(rows).items():
         print(name + ": " + ", ".join(f"{x}: {y:.1f}" for x, y in zip(xs, ys, strict=True)))

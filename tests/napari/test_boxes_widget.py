@@ -266,6 +266,9 @@ def test_queue_sorts_worst_first_filters_and_steps(widget, folder):
     assert _rows(widget) == ["1.00  im1.png  automatic", "0.60  im2.png  automatic",
                              "0.20  im0.png  automatic"]
     assert "no object found" in widget.image_list.item(0).toolTip()
+    # a folder with QC records opens on the image that most needs a human
+    assert widget.current_image == "im1.png" and widget.image_list.currentRow() == 0
+    widget.open_image("im0.png")
     assert widget.current_image == "im0.png"
     assert widget.image_list.currentRow() == 2  # the shown image is selected where it sits
     assert widget.next_check_btn.shortcut().toString() == "Ctrl+Shift+N"
@@ -346,8 +349,9 @@ def test_queue_is_read_in_a_worker_thread(make_napari_viewer, monkeypatch, folde
     w = BoxesWidget(make_napari_viewer())
     w.set_folder(folder)
     qtbot.waitUntil(lambda: _rows(w)[:1] == ["0.90  im2.png  automatic"], timeout=30_000)
-    qtbot.waitUntil(lambda: w.current_image == "im0.png", timeout=30_000)  # opened (a worker too)
+    # opened (a worker too), then the worst once the queue is known
+    qtbot.waitUntil(lambda: w.current_image == "im2.png", timeout=30_000)
     assert threads == [False]
-    assert w.image_list.currentRow() == 1
+    assert w.image_list.currentRow() == 0
     assert _rows(w) == ["0.90  im2.png  automatic", "0.20  im0.png  automatic",
                         "  -   im1.png  -"]

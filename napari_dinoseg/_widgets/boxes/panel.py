@@ -183,9 +183,12 @@ class BoxesWidget(QWidget):
         if listing.skipped:
             show_info(f"{len(listing.skipped)} non-image file(s) skipped: "
                       + ", ".join(p.name for p in listing.skipped[:10]))
+        self._worst_first_pending = bool(images)  # once the queue is read: open the worst
+        self._queue_known = False
         self.refresh_list()
         if images:
             self.open_image(0)
+            self._open_worst_once()  # the queue is known already when read inline
         else:
             show_info(f"{folder}: no images found")
         self._update_buttons()
@@ -203,9 +206,28 @@ class BoxesWidget(QWidget):
         def read(result: Any) -> None:
             if token == self._queue_reads and folder == self.controller.folder:
                 self.controller.queue.set_rows(result)
+                self._queue_known = True
                 self.show_queue()
+                self._open_worst_once()
 
         start(self.controller.queue_job(), read, "sorting images by uncertainty")
+
+    def _open_worst_once(self) -> None:
+        """A folder just opened with saved QC records, sorted worst first: show the image that
+        most needs a human (unless the user has already moved on from the first image)."""
+        if not getattr(self, "_worst_first_pending", False) or \
+                not getattr(self, "_queue_known", False) or \
+                self.controller.shown_name() is None:  # wait for both the queue and the image
+            return
+        self._worst_first_pending = False
+        q, images = self.controller.queue, self.controller.images
+        if q.sort != "worst first" or not images or \
+                self.controller.shown_name() != images[0].name:
+            return
+        worst = q.next_to_check(None)
+        row = q.rows.get(worst) if worst else None
+        if row is not None and row.uncertainty is not None and worst != images[0].name:
+            self.open_image(worst)
 
     def show_queue(self) -> None:
         """Fill the list from the queue in memory (sorted and filtered as chosen)."""
@@ -301,6 +323,7 @@ class BoxesWidget(QWidget):
         self.folder_box.select(path.name)
         self.viewer.reset_view()
         self._update_buttons()
+        self._open_worst_once()
 
     def _show_saved(self) -> None:
         """(Re)build the Shapes layer of the current image from its saved state."""
