@@ -76,6 +76,10 @@ def start(
     bar = napari_progress(total=0, desc=description)
 
     def update(item: Any) -> None:
+        # the dock's own handler first: refreshing napari's progress bar may process events,
+        # and a result handled there must not be followed by this older item
+        if on_yield is not None:
+            on_yield(item)
         total = getattr(item, "total", None)
         if total:
             if bar.total != total:
@@ -84,8 +88,6 @@ def start(
             if getattr(item, "message", ""):
                 bar.set_description(f"{description}: {item.message}")
             bar.refresh()
-        if on_yield is not None:
-            on_yield(item)
 
     def done() -> None:
         bar.close()

@@ -176,15 +176,18 @@ class EmbeddingsWidget(QWidget):
         gen = compute(folder, name, weights, device, self.size_spin.value(), self.k_spin.value(),
                       self.projection_combo.currentText())
         self.status.setText(f"computing the map of {folder.name or folder}…")
+        self._computing = True
         self.slot.start(gen, lambda r: self.show_result(r, folder), "embedding map",
                         on_yield=lambda item: self._progress(item))
 
     def _progress(self, item: Any) -> None:
         text = _progress_text(item)
-        if text:
+        # a progress signal queued behind the result must not overwrite the result's line
+        if text and getattr(self, "_computing", False):
             self.status.setText(text)
 
     def show_result(self, result: EmbeddingResult, folder: Path) -> None:
+        self._computing = False
         ctl = self.controller
         ctl.set_result(result)
         self.folder = folder
