@@ -119,7 +119,11 @@ def test_map_colours_ranks_steps_and_opens(make_napari_viewer, qtbot, monkeypatc
     qtbot.waitUntil(lambda: not w.export_slot.busy, timeout=10_000)
     rows = list(csv.reader(out.open()))
     assert rows[0][:3] == ["path", "label", "predicted"] and len(rows) == 14
-    assert f"wrote {out}" in w.status.text()
+    assert f"wrote {out} and map.png" in w.status.text()
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))  # the map, as the CLI's
+    assert png.shape[0] > 100 and len(np.unique(png.reshape(-1, 3), axis=0)) > 10
 
 
 def test_missing_folder_is_one_line_and_adds_nothing(make_napari_viewer, monkeypatch, tmp_path):

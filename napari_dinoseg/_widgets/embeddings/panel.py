@@ -347,7 +347,8 @@ class EmbeddingsWidget(QWidget):
 
     # -- export -------------------------------------------------------------------------------
     def export_csv(self, path: str | Path | None = None) -> None:
-        """Write the map and scores as ``dinoseg embed`` does (in a worker)."""
+        """Write the scores CSV and the map's PNG beside it (same stem), as ``dinoseg embed``
+        writes them (in a worker)."""
         res = self.controller.result
         if res is None:
             self.status.setText("compute a map first")
@@ -360,12 +361,23 @@ class EmbeddingsWidget(QWidget):
                 return
 
         def write() -> Any:
+            import numpy as np
+
             from headless.progress import Progress
             from headless.train.ssl.explore import write_csv
+            from headless.train.ssl.plot import scatter_plot
 
-            yield Progress(0, 1, "CSV")
-            return write_csv(path, res.paths, res.embedding, res.labels,
-                             res.classes if res.labels is not None else None)
+            yield Progress(0, 2, "CSV")
+            csv = write_csv(path, res.paths, res.embedding, res.labels,
+                            res.classes if res.labels is not None else None)
+            yield Progress(1, 2, "PNG of the map")
+            labelled = res.labels is not None
+            png = Path(path).with_suffix(".png")
+            groups = res.labels if labelled else np.zeros(len(res.paths), int)
+            scatter_plot(png, res.embedding.xy, groups, res.classes if labelled else ["images"],
+                         f"{res.embedding.projection} of {res.model_label}")
+            return csv, png
 
-        self.export_slot.start(write(), lambda p: self.status.setText(f"wrote {p}"),
-                               "embedding CSV")
+        self.export_slot.start(
+            write(), lambda out: self.status.setText(f"wrote {out[0]} and {Path(out[1]).name}"),
+            "embedding CSV")
