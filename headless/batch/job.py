@@ -61,16 +61,13 @@ def preflight(spec: Any) -> dict[str, Any]:
 
 
 def _check_memory(task: Any, images: list[Path], spec: Any) -> None:
-    need = task.memory_estimate(images, spec.batch_size)
-    if not need:
-        return
-    try:
-        import psutil
+    """The task's per-worker estimate against the engine's memory limit (what is free now,
+    or ``DINOSEG_MAX_MEMORY``; :func:`headless.features.highres.memory.memory_limit`)."""
+    from headless.features.highres.memory import memory_limit
 
-        have = psutil.virtual_memory().available
-    except ImportError:  # pragma: no cover - psutil ships with the test extras
-        return
-    if need > have:
+    need = task.memory_estimate(images, spec.batch_size)
+    have = memory_limit()
+    if need and need > have:
         raise ValueError(f"this run needs about {need / 2**30:.1f} GiB per worker and "
                          f"{have / 2**30:.1f} GiB are free: lower batch_size or the image size")
 
@@ -116,6 +113,7 @@ def run_shard(spec: Any, task: Any, run_dir: Path, index: int, images: list[Path
     log.append("shard", shard=index, images=len(mine), pending=len(pending))
     pin = str(task.device).startswith("cuda")
     items = iter_prepared(task, pending, num_workers=spec.num_workers, pin_memory=pin)
+    written = 0
     with RecordWriter(sdir / RECORDS_NAME) as writer:
         try:
             for batch in bucketed(items, task, spec.batch_size):
@@ -126,13 +124,14 @@ def run_shard(spec: Any, task: Any, run_dir: Path, index: int, images: list[Path
                     res = by_path.get(item.path, {"error": item.error})
                     writer.append({"key": keys[item.path], "image": item.path,
                                    "name": item.name, **res})
+                written += len(batch)
                 meter.add(len(batch), sdir)
                 if stop is not None and stop.requested:
                     break
         finally:
             del items  # shuts the loader's processes down
     meter.add(0, sdir, force=True)
-    complete = len(done_keys(sdir / RECORDS_NAME) & set(keys.values())) == len(mine)
+    complete = written == len(pending)  # every pending image has its record now
     if complete:
         atomic_write_json(sdir / DONE_NAME, {"images": len(mine), "digest": digest,
                                              "time": round(time.time(), 3)})

@@ -35,12 +35,10 @@ class MergeResult:
     missing: list[str] = field(default_factory=list)
 
 
-def collect(run_dir: str | Path, spec: Any) -> tuple[list[Path], list[dict[str, Any] | None]]:
+def collect(run_dir: str | Path, spec: Any, task: Any
+            ) -> tuple[list[Path], list[dict[str, Any] | None]]:
     """The run's images and, for each, its current record (None: not finished)."""
-    from headless.batch.tasks import get_task
-
     run_dir = Path(run_dir)
-    task = get_task(spec.task, spec.options, spec.out)
     digest = settings_digest(spec.task, task.key_settings())
     images = [Path(p) for p in spec.images]
     wanted = {image_key(p, digest): i for i, p in enumerate(images)}
@@ -78,13 +76,13 @@ def merge_run(run_dir: str | Path, spec: Any = None, partial: bool = False) -> M
 
     run_dir = Path(run_dir)
     spec = spec or load_spec(run_dir / CONFIG_NAME)
-    images, found = collect(run_dir, spec)
+    task = get_task(spec.task, spec.options, spec.out)
+    images, found = collect(run_dir, spec, task)
     missing = [str(p) for p, rec in zip(images, found) if rec is None]
     if missing and not partial:
         raise MergeError(f"{len(missing)} of {len(images)} image(s) are not finished (e.g. "
                          f"{missing[0]}); resume the run, or merge with --partial")
     done = [(p, rec) for p, rec in zip(images, found) if rec is not None]
-    task = get_task(spec.task, spec.options, spec.out)
     task.info = run_info(run_dir, spec.shards)
     outputs = task.merge([rec for _, rec in done], [p for p, _ in done])
     failures = {rec.get("name", p.name): str(rec["error"]) for p, rec in done

@@ -100,7 +100,7 @@ def localize_image(
 
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
-    _check_choices(which, handling)
+    check_choices(which, handling)
     image_size(image)  # a clear error for an odd shape before the forward pass
     # float32 as the reference LOST / TokenCut / MOST runs (bf16 autocast changes their seeds)
     feats = extract_image(backbone, image, size=size, autocast=False)
@@ -165,7 +165,8 @@ def qc_for_features(
     return box_uncertainty(list(boxes), (ow, oh), attention=attention, other_boxes=others)
 
 
-def _check_choices(which: str, handling: str) -> None:
+def check_choices(which: str, handling: str) -> None:
+    """``which`` and ``handling`` are among the choices (a batch job checks them up front)."""
     if which not in FEATURE_CHOICES:
         raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}; got {which!r}")
     if handling not in HANDLING_CHOICES:
@@ -217,7 +218,7 @@ def compute_boxes(
     """
     if method not in METHODS:
         raise ValueError(f"unknown box method {method!r}; choose one of {', '.join(METHODS)}")
-    _check_choices(which, handling)
+    check_choices(which, handling)
     items = list(images)
     total = len(items) + 1
     if isinstance(backbone, str):

@@ -65,22 +65,20 @@ def launch_batch(
     from headless.jobs.spec import SpecError, build_spec
 
     images = sorted_images(images)
-    n_shards = args.shards
-    if n_shards is None:
-        n_shards = 1
-        if args.runner == "torchrun":
-            n_shards = max(1, get_runner("torchrun").nproc(_Nproc(device, args.nproc)))
-    if n_shards > len(images):
-        raise CommandError(f"--shards {n_shards} for {len(images)} image(s): at most one "
-                           "shard per image")
     overrides = [f"slurm.{kv}" for kv in args.slurm]
     if args.nproc is not None:
         overrides.append(f"torchrun.nproc_per_node={args.nproc}")
     config = {"job": "batch", "name": task, "task": task, "images": [str(p) for p in images],
-              "out": str(out), "shards": n_shards, "options": options, "device": device,
+              "out": str(out), "shards": args.shards or 1, "options": options, "device": device,
               "batch_size": args.job_batch_size, "num_workers": args.num_workers}
     try:
         spec = build_spec(config, overrides)
+        if args.shards is None and args.runner == "torchrun":  # one shard per process
+            spec.shards = max(1, get_runner("torchrun").nproc(spec))
+        n_shards = spec.shards
+        if n_shards > len(images):
+            raise CommandError(f"--shards {n_shards} for {len(images)} image(s): at most one "
+                               "shard per image")
         handle = launch(spec, args.runner, runs_root=args.runs_root)
     except (SpecError, RunnerUnavailable) as exc:
         raise CommandError(str(exc)) from None
@@ -93,15 +91,6 @@ def launch_batch(
         return 0
     return follow_and_report(handle, len(images), n_shards, quiet=getattr(args, "quiet", False),
                              failed_exit=failed_exit)
-
-
-class _Nproc:
-    """What :meth:`TorchrunRunner.nproc` reads, before a spec exists."""
-
-    def __init__(self, device: str, nproc: int | None) -> None:
-        from headless.jobs.spec import TorchrunConfig
-
-        self.device, self.torchrun = device, TorchrunConfig(nproc_per_node=nproc)
 
 
 def follow_and_report(handle: Any, n_images: int, n_shards: int, quiet: bool = False,

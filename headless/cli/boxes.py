@@ -129,9 +129,9 @@ def filter_images(images: list[Path], names: list[str], list_file: Path) -> list
 def _run_boxes(args: argparse.Namespace) -> int:
     from headless.boxes import write_boxes
     from headless.boxes.compute import HANDLING_CHOICES, ImageBoxesProgress, compute_boxes
-    from headless.boxes.curation import BoxCuration
     from headless.images import expand_inputs
     from headless.progress import run_with_tqdm
+    from headless.qc.store import save_automatic_boxes
 
     check_box_output(args.out, args.format)  # before any image is read or model loaded
     listing = expand_inputs(args.inputs)
@@ -177,17 +177,10 @@ def _run_boxes(args: argparse.Namespace) -> int:
             while True:
                 item = next(g)
                 if isinstance(item, ImageBoxesProgress) and item.boxes is not None:
-                    path = paths[item.image]
                     details = {"backbone": args.backbone, "which": args.which,
                                "size": args.size, "params": params, "settings": settings}
-                    if item.qc is not None:  # the QC queue's record (dinoseg qc, the dock)
-                        details["qc"] = item.qc
-                    BoxCuration.for_image(path).save_automatic(
-                        item.image, item.boxes, item.size, args.method, details=details)
-                    if item.qc is not None:
-                        from headless.qc.store import save_qc
-
-                        save_qc(path, "boxes", item.qc)
+                    save_automatic_boxes(paths[item.image], item.boxes, item.size,
+                                         args.method, details, item.qc)
                 yield item
         except StopIteration as stop:
             result = stop.value

@@ -67,23 +67,21 @@ def tiles(shape: tuple[int, int], side: int, halo: int
                    (slice(r0 - pr0, r1 - pr0), slice(c0 - pc0, c1 - pc0)))
 
 
-def _crop(image: np.ndarray, sl: tuple[slice, slice]) -> np.ndarray:
-    a = squeeze_leading(np.asarray(image))
-    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
-        a = np.moveaxis(a, 0, -1)  # channels first -> last, as the bank reads it
-    return a[sl]
-
-
 def _scaled(image: np.ndarray) -> np.ndarray:
-    """The image scaled to [0, 1] as a whole (a tile alone would get its own min / max)."""
-    from headless.images import to_float01
+    """The image as the bank reads it, scaled to [0, 1] as a whole (a tile alone would get its
+    own min / max): grey ``(H, W)`` or colour ``(H, W, 3)``."""
+    from headless.images import to_float01, to_rgb01
 
     a = squeeze_leading(np.asarray(image))
-    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):
-        a = np.moveaxis(a, 0, -1)
-    if a.ndim == 3:
-        a = a[..., :3]
-    return to_float01(a)
+    return to_float01(a) if a.ndim == 2 else to_rgb01(a)
+
+
+def _bank_tiles(scaled: np.ndarray, sigmas: Sequence[float], side: int | None
+                ) -> Iterator[tuple[tuple[slice, slice], tuple[slice, slice], np.ndarray]]:
+    """The tiles of a scaled image: ``(inner, padded, inner-within-padded)`` slices."""
+    halo = classical_halo(sigmas)
+    side = side or tile_side(n_classical(scaled, sigmas), halo)
+    return tiles(scaled.shape[:2], side, halo)
 
 
 def classical_features_at(
@@ -92,13 +90,9 @@ def classical_features_at(
 ) -> np.ndarray:
     """Bank rows ``(N, F)`` at pixels ``(rows, cols)``, computing only tiles that hold some."""
     scaled = _scaled(image)
-    h, w = scaled.shape[:2]
-    halo = classical_halo(sigmas)
-    nf = n_classical(image, sigmas)
-    side = side or tile_side(nf, halo)
     rows, cols = np.asarray(rows), np.asarray(cols)
-    out = np.empty((len(rows), nf), np.float32)
-    for inner, padded, _ in tiles((h, w), side, halo):
+    out = np.empty((len(rows), n_classical(scaled, sigmas)), np.float32)
+    for inner, padded, _ in _bank_tiles(scaled, sigmas, side):
         hit = ((rows >= inner[0].start) & (rows < inner[0].stop)
                & (cols >= inner[1].start) & (cols < inner[1].stop))
         if not hit.any():
@@ -113,9 +107,7 @@ def iter_classical_tiles(
 ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
     """``(inner slices, bank of those pixels (h, w, F))`` for every tile, in raster order."""
     scaled = _scaled(image)
-    halo = classical_halo(sigmas)
-    side = side or tile_side(n_classical(image, sigmas), halo)
-    for inner, padded, within in tiles(scaled.shape[:2], side, halo):
+    for inner, padded, within in _bank_tiles(scaled, sigmas, side):
         yield inner, classical_features(scaled[padded], sigmas)[within]
 
 
@@ -124,18 +116,15 @@ def classical_linear(
     sigmas: Sequence[float] = DEFAULT_SIGMAS, side: int | None = None,
 ) -> np.ndarray:
     """``features @ weight.T (+ bias)`` as ``(H, W, C)`` float32, one tile's bank at a time."""
-    h, w = squeeze_leading(np.asarray(image)).shape[:2]
-    if np.asarray(image).ndim == 3 and np.asarray(image).shape[0] in (3, 4) and \
-            np.asarray(image).shape[-1] not in (3, 4):
-        h, w = np.asarray(image).shape[1:3]
-    nf = n_classical(image, sigmas)
+    scaled = _scaled(image)
+    nf = n_classical(scaled, sigmas)
     weight = np.asarray(weight, np.float32)
     if weight.shape[1] != nf:
         raise ValueError(f"the linear map has {weight.shape[1]} inputs, the bank {nf} channels")
-    out = np.empty((h, w, weight.shape[0]), np.float32)
+    out = np.empty((*scaled.shape[:2], weight.shape[0]), np.float32)
     wt = np.ascontiguousarray(weight.T)
-    for inner, f in iter_classical_tiles(image, sigmas, side):
-        np.matmul(f, wt, out=out[inner])
+    for inner, padded, within in _bank_tiles(scaled, sigmas, side):
+        np.matmul(classical_features(scaled[padded], sigmas)[within], wt, out=out[inner])
     if bias is not None:
         out += np.asarray(bias, np.float32)
     return out

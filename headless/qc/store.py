@@ -134,3 +134,19 @@ def mark_qc_verified(
         qc, damaged = _read(name, store)
         qc["verified"][task] = _now()
         return _write(name, store, qc, damaged)
+
+
+def save_automatic_boxes(
+    image_path: str | Path, boxes: Any, size: tuple[int, int], method: str,
+    details: dict[str, Any], qc: dict[str, Any] | None = None,
+) -> None:
+    """A method's boxes for an image's project (never over the user's edits) with their QC
+    record, in ``boxes.json`` ``details["qc"]`` and ``qc.json`` (``dinoseg boxes --project``
+    and the batch job)."""
+    from headless.boxes.curation import BoxCuration
+
+    details = {**details, **({"qc": qc} if qc is not None else {})}
+    BoxCuration.for_image(image_path).save_automatic(Path(image_path).name, boxes, size,
+                                                     method, details=details)
+    if qc is not None:
+        save_qc(image_path, "boxes", qc)

@@ -26,10 +26,11 @@ _CACHED = "cached"
 
 class AttentionMapsTask(BatchTask):
     name = "attention-maps"
+    defaults = DEFAULTS
     batches = True
 
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        super().__init__({**DEFAULTS, **options}, out)
+        super().__init__(options, out)
         from headless.features.backbones import get_spec
 
         o = self.options

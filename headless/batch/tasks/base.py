@@ -43,8 +43,11 @@ class BatchTask:
     #: whether :meth:`process` gains from several images of one shape at once
     batches = False
 
+    #: the command's option defaults, under the options given
+    defaults: dict[str, Any] = {}
+
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        self.options = dict(options)
+        self.options = {**self.defaults, **options}
         self.out = Path(out) if out else Path()
         self.device = "cpu"
         self.autocast = False

@@ -25,10 +25,11 @@ DEFAULTS: dict[str, Any] = {
 
 class BoxesTask(BatchTask):
     name = "boxes"
+    defaults = DEFAULTS
     batches = True
 
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        super().__init__({**DEFAULTS, **options}, out)
+        super().__init__(options, out)
         from headless.features.backbones import get_spec
 
         try:
@@ -39,7 +40,7 @@ class BoxesTask(BatchTask):
         self.info: dict[str, Any] = {}
 
     def check(self, images: list[Path]) -> dict[str, Any]:
-        from headless.boxes.compute import FEATURE_CHOICES, HANDLING_CHOICES, METHODS
+        from headless.boxes.compute import METHODS, check_choices
         from headless.boxes.localize import METHOD_FUNCTIONS
         from headless.boxes.localize.params import check_params
 
@@ -47,10 +48,7 @@ class BoxesTask(BatchTask):
         if o["method"] not in METHODS:
             raise ValueError(f"unknown box method {o['method']!r}; choose one of "
                              f"{', '.join(METHODS)}")
-        if o["which"] not in FEATURE_CHOICES:
-            raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}")
-        if o["handling"] not in HANDLING_CHOICES:
-            raise ValueError(f"handling must be one of {', '.join(HANDLING_CHOICES)}")
+        check_choices(o["which"], o["handling"])
         if o["precision"] not in ("float32", "bf16"):
             raise ValueError(f"precision must be float32 or bf16, got {o['precision']!r}")
         if o["method"] in METHOD_FUNCTIONS:
@@ -147,19 +145,13 @@ class BoxesTask(BatchTask):
         return out
 
     def _save_project(self, item: Prepared, boxes: list[Any], qc: dict[str, Any] | None) -> None:
-        from headless.boxes.curation import BoxCuration
+        from headless.qc.store import save_automatic_boxes
 
         o = self.options
         details = {"backbone": o["backbone"], "which": o["which"], "size": o["size"],
                    "params": o["params"], "settings": self.info}
-        if qc is not None:
-            details["qc"] = qc
-        BoxCuration.for_image(item.path).save_automatic(
-            item.name, boxes, tuple(item.extra["size"]), o["method"], details=details)
-        if qc is not None:
-            from headless.qc.store import save_qc
-
-            save_qc(item.path, "boxes", qc)
+        save_automatic_boxes(item.path, boxes, tuple(item.extra["size"]), o["method"],
+                             details, qc)
 
     # -- merge ---------------------------------------------------------------------------------
     def merge(self, records: list[dict[str, Any]], images: list[Path]) -> list[Path]:

@@ -28,10 +28,11 @@ DEFAULTS: dict[str, Any] = {
 
 class FeaturesTask(BatchTask):
     name = "features"
+    defaults = DEFAULTS
     batches = False
 
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        super().__init__({**DEFAULTS, **options}, out)
+        super().__init__(options, out)
         from headless.cli.features import check_options
         from headless.features.backbones import get_spec
         from headless.features.views import MODES

@@ -50,10 +50,11 @@ def weights_identity(weights: Any) -> Any:
 
 class SamTask(BatchTask):
     name = "sam"
+    defaults = DEFAULTS
     batches = False  # one encoder pass per image, cached per image
 
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        super().__init__({**DEFAULTS, **options}, out)
+        super().__init__(options, out)
         from headless.sam import AutoMaskParams, list_sam_models
         from headless.sam.outputs import FORMAT_SUFFIX
 

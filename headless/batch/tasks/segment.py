@@ -23,10 +23,11 @@ DEFAULTS: dict[str, Any] = {"probe": "", "weights": "official", "crf": None, "pr
 
 class SegmentTask(BatchTask):
     name = "segment"
+    defaults = DEFAULTS
     batches = False
 
     def __init__(self, options: dict[str, Any], out: str) -> None:
-        super().__init__({**DEFAULTS, **options}, out)
+        super().__init__(options, out)
         from headless.segment.crf import CRFParams
 
         o = self.options
