@@ -189,14 +189,15 @@ class BoxesController:
         """The saved status of an image ('none' when nothing is saved)."""
         return "none" if self.curation is None else self.curation.status(name)
 
-    def load_saved(self) -> tuple[list[Any], str, str | None]:
-        """``(boxes, status, error)`` saved for the current image; a damaged file is an error."""
+    def load_saved(self, name: str | None = None) -> tuple[list[Any], str, str | None]:
+        """``(boxes, status, error)`` saved for image ``name`` (default: the current one); a
+        damaged file is an error. A file read: the dock calls it in a worker."""
         from headless.boxes import BoxFormatError
 
         state, error = None, None
         if self.curation is not None:
             try:
-                state = self.curation.load(self.current["name"])
+                state = self.curation.load(self.current["name"] if name is None else name)
             except BoxFormatError as exc:
                 error = f"{exc} (it will be kept aside at the next save)"
         boxes = state.boxes if state is not None else []

@@ -36,6 +36,7 @@ from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
 from napari_dinoseg._widgets.common.layer_picking import active_image_layer, source_path
 from napari_dinoseg._widgets.common.notices import notify_all
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
+from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +55,7 @@ class BoxesWidget(QWidget):
         self.viewer = napari_viewer
         self.controller = BoxesController()
         self.shapes = ShapesEditor(self.viewer, self.save_current)
+        warm_up_later("shapes")  # the first Shapes layer's numba compile, off the GUI thread
         self._jobs = WorkerSlot(on_busy=lambda busy: self._update_buttons())
 
         # -- method and backbone --
@@ -301,9 +303,10 @@ class BoxesWidget(QWidget):
 
             yield Progress(0, 1, "reading")
             try:
-                return controller.read(index)
+                path, arr, size = controller.read(index)
             except ImageError as exc:
                 return exc
+            return path, arr, size, controller.load_saved(path.name)
 
         def shown(result: Any) -> None:
             if token != self._opening:
@@ -315,21 +318,38 @@ class BoxesWidget(QWidget):
 
         start(read(), shown, "opening image")
 
-    def _show_read(self, index: int, path: Path, arr: Any, size: Any) -> None:
-        self._remove_own_layers()
-        self.controller.show(index, path, size)
-        self.shapes.show_image(arr, path.name)
-        self._show_saved()
-        self.folder_box.select(path.name)
-        self.viewer.reset_view()
-        self._update_buttons()
-        self._open_worst_once()
+    def _show_read(self, index: int, path: Path, arr: Any, size: Any, saved: Any = None) -> None:
+        """Show a read image, then (next turn of the event loop) its boxes: the first image
+        adds two layers, and each layer's visuals cost the GUI thread a good part of 0.1 s."""
+        from napari_dinoseg._widgets.common.qt_helpers import in_steps
 
-    def _show_saved(self) -> None:
-        """(Re)build the Shapes layer of the current image from its saved state."""
+        if not self.shapes.owns_image():  # a layer of the user's: leave it, and our boxes
+            self._remove_own_layers()
+        self.controller.last_saved = None
+        self.controller.show(index, path, size)
+        self.shapes.hold()  # the old boxes over the new image are no edit of it
+        self.folder_box.select(path.name)
+        self._update_buttons()
+
+        def image() -> None:
+            self.shapes.show_image(arr, path.name)
+            self.viewer.reset_view()
+
+        def boxes() -> None:
+            if self.controller.current_name != path.name:
+                return  # another image was shown meanwhile
+            self._show_saved(saved)
+            self._update_buttons()
+            self._open_worst_once()
+
+        in_steps(self.viewer, image, boxes)
+
+    def _show_saved(self, saved: Any = None) -> None:
+        """(Re)build the Shapes layer of the current image from its saved state (``saved``:
+        what :meth:`BoxesController.load_saved` read in a worker; else it is read now)."""
         from napari.utils.notifications import show_error
 
-        boxes, status, error = self.controller.load_saved()
+        boxes, status, error = saved if saved is not None else self.controller.load_saved()
         if error:
             show_error(error)
         self._set_shapes(boxes)

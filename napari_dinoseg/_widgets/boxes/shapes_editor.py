@@ -32,10 +32,33 @@ class ShapesEditor:
         return [] if self.layer is None else layer_to_boxes(self.layer)
 
     def show_image(self, data: Any, name: str) -> Any:
-        """Add an image layer of our own (removed again by :meth:`remove`)."""
+        """Show ``data`` in an image layer of our own (removed again by :meth:`remove`).
+
+        Our layer of the previous image is reused when it can hold the new one (same kind:
+        grey or colour): removing a napari layer runs a full garbage collection on the GUI
+        thread (0.2-0.4 s with torch loaded) and a new layer builds its visuals again.
+        """
+        layer = self.image_layer
+        if self._own_image_layer and layer is not None and layer in self.viewer.layers and \
+                _same_kind(layer, data):
+            layer.data = data
+            layer.name = name
+            if not layer.rgb:
+                layer.reset_contrast_limits()
+            return layer
+        if self._own_image_layer and layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
         self.image_layer = self.viewer.add_image(data, name=name)
         self._own_image_layer = True
         return self.image_layer
+
+    def hold(self) -> None:
+        """Ignore the layer's events until the next :meth:`show` rebuilds it."""
+        self._updating = True
+
+    def owns_image(self) -> bool:
+        """Whether the image shown is our own layer (none shown counts as ours)."""
+        return self.image_layer is None or self._own_image_layer
 
     def adopt_image(self, layer: Any) -> None:
         """Lay the boxes over a layer of the user's (kept when the dock moves on)."""
@@ -43,22 +66,28 @@ class ShapesEditor:
         self._own_image_layer = False
 
     def show(self, image: str, boxes: list[Any], size: tuple[int, int] | None) -> Any:
-        """(Re)build the Shapes layer for ``image``'s boxes, over the image layer if any."""
+        """(Re)build the Shapes layer for ``image``'s boxes, over the image layer if any.
+
+        The layer already shown is refilled in place (see :meth:`show_image` for why)."""
         data, kwargs, _ = image_layer_data(image, boxes, size)
         image_layer = self.image_layer
+        if image_layer is not None:
+            kwargs["scale"] = tuple(image_layer.scale[-2:])
+            kwargs["translate"] = tuple(image_layer.translate[-2:])
         self._updating = True
         try:
-            self.disconnect()
-            if self.layer is not None and self.layer in self.viewer.layers:
-                self.viewer.layers.remove(self.layer)
-            if image_layer is not None:
-                kwargs["scale"] = tuple(image_layer.scale[-2:])
-                kwargs["translate"] = tuple(image_layer.translate[-2:])
-            layer = self.viewer.add_shapes(data, ndim=2, **kwargs)
+            layer = self.layer
+            if layer is not None and layer in self.viewer.layers and layer.ndim == 2:
+                _refill(layer, data, kwargs)
+            else:
+                self.disconnect()
+                if layer is not None and layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+                layer = self.viewer.add_shapes(data, ndim=2, **kwargs)
+                layer.events.data.connect(self._on_data)
+                layer.events.features.connect(self._on_features)
             layer.mode = "select"
             self.layer = layer
-            layer.events.data.connect(self._on_data)
-            layer.events.features.connect(self._on_features)
         finally:
             self._updating = False
         return layer
@@ -117,3 +146,28 @@ class ShapesEditor:
             layer.refresh_text()
         finally:
             self._updating = False
+
+
+def _same_kind(layer: Any, data: Any) -> bool:
+    """Whether image layer ``layer`` can show ``data``: grey stays grey, colour stays colour,
+    and the dtype is the same (so the contrast range still fits)."""
+    shape = getattr(data, "shape", ())
+    rgb = len(shape) == 3 and shape[-1] in (3, 4)
+    return layer.ndim == len(shape) - (1 if rgb else 0) and bool(layer.rgb) == rgb and \
+        (not rgb or layer.data.shape[-1] == shape[-1]) and \
+        getattr(layer.data, "dtype", None) == getattr(data, "dtype", None)
+
+
+def _refill(layer: Any, data: list[Any], kwargs: dict[str, Any]) -> None:
+    """Put another image's rectangles, features, colours and names into a Shapes layer."""
+    layer.selected_data = set()
+    layer.data = []
+    layer.scale, layer.translate = kwargs.get("scale", (1, 1)), kwargs.get("translate", (0, 0))
+    if data:
+        layer.add_rectangles(data, edge_color=kwargs["edge_color"],
+                             face_color=kwargs["face_color"], edge_width=kwargs["edge_width"])
+    layer.features = kwargs["features"]
+    layer.feature_defaults = kwargs["feature_defaults"]
+    layer.refresh_text()
+    layer.metadata = kwargs["metadata"]
+    layer.name = kwargs["name"]

@@ -54,3 +54,39 @@ def hrow(*items: Any) -> Any:
         widget, stretch = item if isinstance(item, tuple) else (item, 0)
         lay.addWidget(widget, stretch)
     return row
+
+
+def viewer_open(viewer: Any) -> bool:
+    """Whether the napari viewer's window is still open (napari drops it on close)."""
+    window = getattr(viewer, "window", None)
+    return window is None or hasattr(window, "_qt_window")
+
+
+def in_steps(viewer: Any, *steps: Any) -> None:
+    """Call ``steps`` one per turn of the event loop (inline with ``DINOSEG_SYNC=1``).
+
+    Each step that adds a napari layer costs the GUI thread its visuals and first paint; one
+    per turn lets the viewer repaint and answer the mouse in between, where several in one
+    callback would add up to one long stall. The steps left are dropped once ``viewer`` has
+    closed; a step must check that what it works on is still there (the user may close a
+    layer in between).
+    """
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.workers import sync_mode
+
+    if sync_mode():
+        for step in steps:
+            step()
+        return
+    todo = list(steps)
+
+    # 1 ms, not 0: Qt delivers 0 ms single shots as posted events, all in the same pass of
+    # the event loop (no repaint in between); a real timer waits for the next pass
+    def next_step() -> None:
+        if todo and viewer_open(viewer):
+            todo.pop(0)()
+            if todo:
+                QTimer.singleShot(1, next_step)
+
+    QTimer.singleShot(1, next_step)

@@ -29,6 +29,7 @@ def error_line(exc: BaseException) -> str:
 
 
 Actions = Sequence[tuple[str, Callable[[Any], Any]]]
+BAR_DELAY_MS = 300  # a threaded job's napari progress bar appears once it has run this long
 
 
 def is_weights_error(exc: BaseException) -> bool:
@@ -73,30 +74,47 @@ def start(
         if on_error is not None:
             on_error(exc)
 
-    bar = napari_progress(total=0, desc=description)
+    # napari's progress bar costs the GUI thread 50-100 ms to make (a widget in the activity
+    # dialog, and it processes events): a threaded job gets one only once it has run for
+    # BAR_DELAY_MS, so quick jobs (reading an image, a queue) never pay for it
+    state: dict[str, Any] = {"bar": None, "last": None, "done": False}
+
+    def show(item: Any) -> None:
+        bar = state["bar"]
+        if bar.total != item.total:
+            bar.total = item.total
+        bar.n = item.done
+        if getattr(item, "message", ""):
+            bar.set_description(f"{description}: {item.message}")
+        bar.refresh()
+
+    def make_bar() -> None:
+        if state["bar"] is None and not state["done"]:
+            state["bar"] = napari_progress(total=0, desc=description)
+            if state["last"] is not None:
+                show(state["last"])
 
     def update(item: Any) -> None:
         # the dock's own handler first: refreshing napari's progress bar may process events,
         # and a result handled there must not be followed by this older item
         if on_yield is not None:
             on_yield(item)
-        total = getattr(item, "total", None)
-        if total:
-            if bar.total != total:
-                bar.total = total
-            bar.n = item.done
-            if getattr(item, "message", ""):
-                bar.set_description(f"{description}: {item.message}")
-            bar.refresh()
+        if getattr(item, "total", None):
+            state["last"] = item
+            if state["bar"] is not None:
+                show(item)
 
     def done() -> None:
-        bar.close()
+        state["done"] = True
+        if state["bar"] is not None:
+            state["bar"].close()
         if on_finish is not None:
             on_finish()
 
     if sync_mode():
         from headless.progress import run
 
+        make_bar()
         try:
             result = run(gen, update)
         except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into Qt
@@ -123,6 +141,9 @@ def start(
         else:
             on_result(value)
 
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(BAR_DELAY_MS, make_bar)
     worker = create_worker(body, _start_thread=False, _ignore_errors=True)
     worker.yielded.connect(update)
     worker.returned.connect(returned)

@@ -40,6 +40,13 @@ def auto_params(points_per_side: int, points_per_batch: int, pred_iou_thresh: fl
     )
 
 
+def layer_parts(ms: Any) -> dict[str, Any]:
+    """The masks layer's labels image and features (computed in the job, off the GUI thread)."""
+    if ms.n == 0:
+        return {}
+    return {"labels": ms.labels(), "features": mask_features(ms)}
+
+
 def mask_features(ms: Any) -> dict[str, Any]:
     """Labels-layer features of a MaskSet: one row per label value, row 0 = background."""
     t = ms.table()
@@ -130,24 +137,24 @@ class SamController:
 
     # -- jobs: generators run in a worker; each loads its model there ---------------------
     def automatic_job(self, key: Key, image: np.ndarray, params: Any, store: Any) -> Any:
-        """Automatic masks of ``image``; returns ``(MaskSet, sam)``."""
+        """Automatic masks of ``image``; returns ``(MaskSet, sam, layer_parts(MaskSet))``."""
         from headless.progress import Progress
         from headless.sam import automatic_masks
 
         yield Progress(0, 1, f"loading SAM {key[0]}")
         sam = self.sam_model(key)
         ms = yield from automatic_masks(sam, image, params, store)
-        return ms, sam
+        return ms, sam, layer_parts(ms)
 
     def boxes_job(self, key: Key, image: np.ndarray, boxes: list[Any], store: Any) -> Any:
-        """One mask per box; returns ``(MaskSet, sam)``."""
+        """One mask per box; returns ``(MaskSet, sam, layer_parts(MaskSet))``."""
         from headless.progress import Progress
         from headless.sam import masks_from_boxes
 
         yield Progress(0, 1, f"loading SAM {key[0]}")
         sam = self.sam_model(key)
         ms = yield from masks_from_boxes(sam, image, boxes, store)
-        return ms, sam
+        return ms, sam, layer_parts(ms)
 
     @staticmethod
     def tight_boxes_job(data: np.ndarray, scores: dict[int, float] | None) -> Any:

@@ -34,6 +34,7 @@ from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, provenance_tex
 from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.selection import keep_selection
+from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.sam.batch_job import attach_sam_job
 from napari_dinoseg._widgets.sam.controller import (
@@ -76,6 +77,7 @@ class SamWidget(QWidget):
 
         self.viewer = napari_viewer
         self.controller = SamController()
+        warm_up_later("labels")  # the first masks layer's imports, off the GUI thread
         self._jobs = WorkerSlot(on_busy=self._set_busy, on_status=self._say)
         d = AutoMaskParams()
 
@@ -261,12 +263,12 @@ class SamWidget(QWidget):
         key, store, tag = self.model_key(), self._store(layer), slice_label(layer, self.viewer)
 
         def show(result: Any) -> None:
-            ms, sam = result
+            ms, sam, parts = result
             if ms.n == 0:  # no empty layer; say which filters and what to try
                 self._error(empty_masks_hint(params, sam.is_random))
                 return
             new = self._add_masks(layer, ms, sam, "SAM masks", tag,
-                                  {"params": params_dict(params)})
+                                  {"params": params_dict(params)}, parts)
             self.labels_combo.setCurrentText(new.name)  # the next step works on these
 
         self._run(self.controller.automatic_job(key, image, params, store), show,
@@ -299,8 +301,9 @@ class SamWidget(QWidget):
         def show(result: Any) -> None:
             from napari.utils.notifications import show_warning
 
-            ms, sam = result
-            new = self._add_masks(layer, ms, sam, "SAM box masks", tag, {"boxes_layer": name})
+            ms, sam, parts = result
+            new = self._add_masks(layer, ms, sam, "SAM box masks", tag, {"boxes_layer": name},
+                                  parts)
             self.labels_combo.setCurrentText(new.name)
             if ms.empty_prompts:
                 show_warning(f"{len(ms.empty_prompts)} box(es) of '{name}' lie outside the "
@@ -367,17 +370,20 @@ class SamWidget(QWidget):
 
     # -- outputs ------------------------------------------------------------------------------
     def _add_masks(self, image_layer: Any, ms: Any, sam: Any, kind: str, tag: str,
-                   extra: dict[str, Any]) -> Any:
-        """A masks Labels layer named 'kind · image'; image, model and weights in its metadata."""
+                   extra: dict[str, Any], parts: dict[str, Any] | None = None) -> Any:
+        """A masks Labels layer named 'kind · image'; image, model and weights in its metadata.
+
+        ``parts``: the labels image and features the job computed (else computed here)."""
         self.last_result = ms
+        parts = parts or {"labels": ms.labels(), "features": mask_features(ms)}
         image = f"{image_layer.name}{tag}"
         meta = {**output_layer_metadata(kind, image, model=f"SAM {sam.name}",
                                         weights=sam.weights_label),
                 **masks_metadata(ms, sam, extra)}
         with keep_selection(self.viewer):
             layer = self.viewer.add_labels(
-                ms.labels(), name=output_layer_name(kind, image_layer.name, tag, sam.is_random),
-                features=mask_features(ms), scale=tuple(image_layer.scale[-2:]),
+                parts["labels"], name=output_layer_name(kind, image_layer.name, tag, sam.is_random),
+                features=parts["features"], scale=tuple(image_layer.scale[-2:]),
                 translate=tuple(image_layer.translate[-2:]), opacity=0.5, metadata=meta)
         self._say(f"{ms.n} mask(s) -> '{layer.name}' ({provenance_text(meta)})")
         return layer

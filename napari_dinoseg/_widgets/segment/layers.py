@@ -107,32 +107,40 @@ def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | 
     seg_name = f"{image_name} segmentation"
     scale, translate = tuple(img.scale[-len(shape):]), tuple(img.translate[-len(shape):])
 
+    items = list(enumerate(segs)) if index is None else [(None, seg0)]
+
+    def fill(target: Any, part: Any) -> None:
+        for i, s in items:
+            idx = index if i is None else (np.unravel_index(i, shape[:lead]) if lead else ())
+            target[idx] = part(s)
+
+    # a layer made now gets its data whole (no second refresh: napari maps every label to a
+    # colour and uploads the texture again on each one); an existing one is written in place
+    values = list(seg0.class_values)
+    features = {"index": [0, *values], "class": ["unlabelled", *seg0.class_names]}
     labels_layer = _layer_fitting(viewer, seg_name, shape, dtype)
     if labels_layer is None:
-        labels_layer = viewer.add_labels(np.zeros(shape, dtype), name=seg_name, scale=scale,
-                                         translate=translate, opacity=0.5, metadata=meta)
-    prob_layers = []
+        data = np.zeros(shape, dtype)
+        fill(data, lambda s: s.labels)
+        labels_layer = viewer.add_labels(data, name=seg_name, scale=scale, translate=translate,
+                                         opacity=0.5, metadata=meta)
+    else:
+        fill(labels_layer.data, lambda s: s.labels)
+        labels_layer.refresh()
     for k, cname in enumerate(seg0.class_names if probabilities else []):
         name = probability_name(image_name, cname)
         layer = _layer_fitting(viewer, name, shape, np.float32)
         if layer is None:
-            layer = viewer.add_image(
-                np.zeros(shape, np.float32), name=name, colormap="magma", blending="additive",
+            data = np.zeros(shape, np.float32)
+            fill(data, lambda s, k=k: s.proba[..., k])
+            viewer.add_image(
+                data, name=name, colormap="magma", blending="additive",
                 contrast_limits=(0.0, 1.0), scale=scale, translate=translate, visible=False,
                 metadata={**meta, "class": cname, "class_index": k})
-        prob_layers.append(layer)
-    items = enumerate(segs) if index is None else [(None, seg0)]
-    for i, s in items:
-        idx = index if i is None else (np.unravel_index(i, shape[:lead]) if lead else ())
-        labels_layer.data[idx] = s.labels
-        for k, layer in enumerate(prob_layers):
-            layer.data[idx] = s.proba[..., k]
-    labels_layer.refresh()
-    for layer in prob_layers:
-        layer.refresh()
+        else:
+            fill(layer.data, lambda s, k=k: s.proba[..., k])
+            layer.refresh()
     try:
-        values = list(seg0.class_values)
-        labels_layer.features = {"index": [0, *values],
-                                 "class": ["unlabelled", *seg0.class_names]}
+        labels_layer.features = features
     except Exception:  # noqa: BLE001 - names are a display nicety
         pass

@@ -26,8 +26,10 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
 from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.layer_picking import fill_combo, watch_layers
+from napari_dinoseg._widgets.common.qt_helpers import in_steps
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.selection import select_for_painting
+from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import Autosaver
@@ -64,6 +66,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
 
         self.viewer = napari_viewer
         self.controller = SegmentController()
+        warm_up_later("segment")  # first layer / first training imports, off the GUI thread
         self.autosaver = Autosaver()
         self._slot = WorkerSlot(on_busy=self._on_busy, on_status=lambda s: self.status.setText(s))
         self._pending = False
@@ -242,15 +245,24 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
             show_error("Multiscale images are not supported for scribble segmentation.")
             return None
         name = f"{img.name} scribbles"
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-        else:
+        added = name not in self.viewer.layers
+        if added:
             data = np.zeros(self.spatial_shape(img), np.uint16)
             layer = seg_layers.add_scribble_layer(self.viewer, img, data, name)
+        else:
+            layer = self.viewer.layers[name]
         self.scribble_combo.setCurrentText(name)
         self._listen(layer)
         seg_layers.set_label_features(layer, self.controller.label_features())
-        select_for_painting(self.viewer, layer, self.controller.first_class())
+
+        def brush() -> None:  # paint mode (napari's brush cursor): next turn after a new layer
+            if layer in self.viewer.layers:
+                select_for_painting(self.viewer, layer, self.controller.first_class())
+
+        if added:
+            in_steps(self.viewer, brush)
+        else:
+            brush()
         return layer
 
     # ------------------------------------------------------------------ classes

@@ -82,46 +82,64 @@ class ProjectWork:
         return done[0] if done else True  # threaded: the layers come when read
 
     def _apply_saved(self, image_name: str, saved: SavedWork, parts: dict[str, Any]) -> bool:
-        """Add the layers of work read by :func:`_read_saved` (GUI thread)."""
+        """Add the layers of work read by :func:`_read_saved` (GUI thread), one layer per turn
+        of the event loop (:func:`in_steps`); returns whether anything was restored (known at
+        once in sync mode, else True: the steps follow)."""
+        from napari_dinoseg._widgets.common.qt_helpers import in_steps
+        from napari_dinoseg._widgets.common.workers import sync_mode
+
         if image_name not in self.viewer.layers:
             return False  # the image was closed meanwhile
-        img = self.viewer.layers[image_name]
-        restored = []
+        restored: list[str] = []
+        why: list[str] = []
         if self.controller.restore_classes(parts.get("classes")):
             self._fill_class_table()
-        scr_name = f"{img.name} scribbles"
-        scribbles = parts.get("scribbles")
-        if scribbles is not None and scr_name not in self.viewer.layers:
-            layer = seg_layers.add_scribble_layer(self.viewer, img, scribbles, scr_name)
+
+        def scribbles() -> None:
+            img = self.viewer.layers[image_name] if image_name in self.viewer.layers else None
+            data, scr_name = parts.get("scribbles"), f"{image_name} scribbles"
+            if img is None or data is None or scr_name in self.viewer.layers:
+                return
+            layer = seg_layers.add_scribble_layer(self.viewer, img, data, scr_name)
             seg_layers.set_label_features(layer, self.controller.label_features())
             self._refresh_layers()
             self.scribble_combo.setCurrentText(scr_name)
             self._listen(layer)
             restored.append("scribbles")
-        scr_layer = self.viewer.layers[scr_name] if scr_name in self.viewer.layers else None
-        seg_name = f"{img.name} segmentation"
-        seg = parts.get("segmentation")
-        if seg is not None and seg_name not in self.viewer.layers:
-            seg_layers.add_saved_segmentation(self.viewer, img, seg, seg_name)
-            restored.append("segmentation")
-        probe, why = parts.get("probe", (None, ""))
-        if self.probe is None:
-            if probe is not None:
-                self._adopt_probe(probe)
-                restored.append("probe")
-            elif why:
-                self.status.setText(f"saved probe not restored: {why}")
-        if "scribbles" in restored and scr_layer is not None:
-            present = parts.get("present") or []  # the classes in use
-            select_for_painting(self.viewer, scr_layer,
-                                present[0] if present else self.controller.first_class())
-        if restored:
-            note = saved.store.where_note() if hasattr(saved.store, "where_note") else None
-            self.status.setText(f"restored {', '.join(restored)} from {saved.folder}"
-                                + (f" ({note})" if note else ""))
-        elif not why:
-            self.status.setText("Choose an image, add a scribble layer and paint two classes.")
-        return bool(restored)
+
+        def brush() -> None:  # paint mode (napari's brush cursor), a turn after the layer
+            scr_name = f"{image_name} scribbles"
+            if "scribbles" in restored and scr_name in self.viewer.layers:
+                present = parts.get("present") or []  # the classes in use
+                select_for_painting(self.viewer, self.viewer.layers[scr_name],
+                                    present[0] if present else self.controller.first_class())
+
+        def segmentation() -> None:
+            img = self.viewer.layers[image_name] if image_name in self.viewer.layers else None
+            seg, seg_name = parts.get("segmentation"), f"{image_name} segmentation"
+            if img is not None and seg is not None and seg_name not in self.viewer.layers:
+                seg_layers.add_saved_segmentation(self.viewer, img, seg, seg_name)
+                restored.append("segmentation")
+
+        def probe_and_status() -> None:
+            probe, reason = parts.get("probe", (None, ""))
+            if self.probe is None:
+                if probe is not None:
+                    self._adopt_probe(probe)
+                    restored.append("probe")
+                elif reason:
+                    why.append(reason)
+                    self.status.setText(f"saved probe not restored: {reason}")
+            if restored:
+                note = saved.store.where_note() if hasattr(saved.store, "where_note") else None
+                self.status.setText(f"restored {', '.join(restored)} from {saved.folder}"
+                                    + (f" ({note})" if note else ""))
+            elif not why:
+                self.status.setText(
+                    "Choose an image, add a scribble layer and paint two classes.")
+
+        in_steps(self.viewer, scribbles, brush, segmentation, probe_and_status)
+        return bool(restored) or not sync_mode()
 
 
 def _read_saved(saved: SavedWork, shape: tuple[int, ...], want_probe: bool) -> Any:

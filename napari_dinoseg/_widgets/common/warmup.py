@@ -1,0 +1,105 @@
+"""Warm up, off the GUI thread, what napari and the docks load on their first use.
+
+The first Labels layer of a session imports pandas (its features table) and scikit-image's
+colour module (its colormap, which pulls in scipy.linalg), and vispy's first line visual makes
+its dash patterns; the first Shapes layer compiles napari's numba triangulation. On the GUI
+thread that froze the viewer for 0.5-1 s on the first "New", the first SAM masks and the first
+boxes image. The scribble dock's first training imports scikit-learn in its worker, and C
+extensions hold the GIL while they load: the first stroke froze the viewer in chunks.
+
+A dock calls :func:`warm_up_later` when it is made: on the next turn of the event loop (once
+the dock is built: a thread started inside ``__init__`` held import locks the dock itself was
+waiting for) one daemon thread per kind and session does those imports while the user looks
+at the dock. Imports in a thread are safe (Python's per-module import locks); a failure only
+means no warm-up. Nothing is warmed up with ``DINOSEG_SYNC=1`` (tests).
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import import_module
+
+#: what the first Labels layer imports: pandas (napari's features table) and scikit-image's
+#: colour conversions (the label colormap; ``skimage.color`` alone is a lazy stub)
+LABELS_MODULES = ("pandas", "skimage.color.colorconv")
+
+#: what the scribble dock's first training imports in its worker (about 800 modules:
+#: scikit-learn's forest and linear models, scipy.optimize / stats / sparse): C extensions
+#: hold the GIL while they load, so the first stroke's run froze the viewer in chunks
+SEGMENT_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "headless.segment.probe",
+                   "headless.features.classical_tiled", "headless.features.highres.memory")
+
+_lock = threading.Lock()
+_threads: dict[str, threading.Thread] = {}
+_pending: set[str] = set()
+
+
+def _labels() -> None:
+    for name in LABELS_MODULES:
+        try:
+            import_module(name)
+        except Exception:  # noqa: BLE001 - a warm-up only: napari imports it again if needed
+            pass
+    try:  # the dash patterns of vispy's first line visual (the labels' overlays): cached numpy
+        from vispy.visuals.line.dash_atlas import DashAtlas
+
+        DashAtlas()
+    except Exception:  # noqa: BLE001 - napari makes them on its first Labels layer instead
+        pass
+
+
+def _shapes() -> None:
+    _labels()  # shapes tables are pandas too
+    try:
+        from napari.layers.shapes._accelerated_triangulate_dispatch import warmup_numba_cache
+
+        warmup_numba_cache()
+    except Exception:  # noqa: BLE001 - napari compiles on the first Shapes layer instead
+        pass
+
+
+def _segment() -> None:
+    _labels()
+    for name in SEGMENT_MODULES:
+        try:
+            import_module(name)
+        except Exception:  # noqa: BLE001 - the training run imports it instead
+            pass
+
+
+_JOBS = {"labels": _labels, "shapes": _shapes, "segment": _segment}
+
+
+def warm_up(kind: str = "labels") -> threading.Thread:
+    """Start (once per session and kind) the warm-up for ``kind``: 'labels', 'shapes' (the
+    boxes dock) or 'segment' (the scribble dock: labels and the first training's imports)."""
+    with _lock:
+        _pending.discard(kind)
+        thread = _threads.get(kind)
+        if thread is None:
+            thread = threading.Thread(target=_JOBS[kind], name=f"dinoseg-warmup-{kind}",
+                                      daemon=True)
+            _threads[kind] = thread
+            thread.start()
+        return thread
+
+
+def warm_up_later(kind: str = "labels") -> None:
+    """:func:`warm_up` on the next turn of the Qt event loop (not at all in sync mode)."""
+    import os
+
+    if os.environ.get("DINOSEG_SYNC", "0") == "1":
+        return
+    from qtpy.QtCore import QTimer
+
+    with _lock:
+        if kind in _threads:
+            return
+        _pending.add(kind)
+    QTimer.singleShot(0, lambda: warm_up(kind))
+
+
+def warmed_up() -> bool:
+    """Whether every warm-up asked for so far has finished (benchmarks wait for it)."""
+    with _lock:
+        return not _pending and not any(t.is_alive() for t in _threads.values())

@@ -1,0 +1,230 @@
+"""What keeps the GUI thread free (issue 13 item 4): warm-up off the GUI thread, layers added one
+per turn of the event loop, layers reused instead of removed, saved work restored threaded.
+
+The stall figures themselves are a benchmark (``tests/benchmarks/bench_gui_stalls.py``), never
+asserted here. Run under Xvfb:
+``xvfb-run -a python -m pytest tests/napari/test_gui_thread_work.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_warm_up_imports_off_the_gui_thread(monkeypatch):
+    import napari_dinoseg._widgets.common.warmup as W
+
+    where: list[bool] = []
+    real = W._labels
+
+    def spy() -> None:
+        where.append(threading.current_thread() is threading.main_thread())
+        real()
+
+    monkeypatch.setattr(W, "_JOBS", {**W._JOBS, "labels": spy})
+    monkeypatch.setattr(W, "_threads", {})
+    thread = W.warm_up("labels")
+    assert W.warm_up("labels") is thread  # once per session
+    thread.join(120)
+    assert where == [False] and W.warmed_up()
+    assert "pandas" in sys.modules and "skimage.color.colorconv" in sys.modules
+    W.warm_up("segment").join(120)  # the scribble dock's: its first training's imports too
+    assert "sklearn.ensemble" in sys.modules and W.warmed_up()
+
+
+def test_warm_up_later_waits_for_the_event_loop(qtbot, monkeypatch):
+    import napari_dinoseg._widgets.common.warmup as W
+
+    started: list[str] = []
+    monkeypatch.setattr(W, "_threads", {})
+    monkeypatch.setattr(W, "warm_up", lambda kind="labels": started.append(kind))
+    monkeypatch.setenv("DINOSEG_SYNC", "1")
+    W.warm_up_later("labels")
+    assert W.warmed_up()  # nothing in sync mode (tests)
+    monkeypatch.delenv("DINOSEG_SYNC")
+    W.warm_up_later("labels")
+    assert not started and not W.warmed_up()  # asked for: pending until the loop turns
+    qtbot.waitUntil(lambda: started == ["labels"], timeout=5000)
+    W._pending.clear()
+
+
+def test_in_steps_runs_one_step_per_turn_of_the_event_loop(qtbot, monkeypatch):
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    log: list[str] = []
+    monkeypatch.setenv("DINOSEG_SYNC", "1")
+    in_steps(None, lambda: log.append("a"), lambda: log.append("b"))
+    assert log == ["a", "b"]  # inline in sync mode
+
+    monkeypatch.delenv("DINOSEG_SYNC")
+    log.clear()
+
+    def first() -> None:
+        log.append("first")
+        QTimer.singleShot(0, lambda: log.append("loop turned"))
+
+    in_steps(None, first, lambda: log.append("second"))
+    assert log == []  # nothing runs inside the caller's callback
+    qtbot.waitUntil(lambda: "second" in log, timeout=5000)
+    assert log == ["first", "loop turned", "second"]
+
+
+def test_in_steps_stops_when_the_viewer_closes(make_napari_viewer, qtbot, monkeypatch):
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    log: list[str] = []
+    in_steps(viewer, lambda: (log.append("first"), viewer.close()),
+             lambda: log.append("after close"))
+    qtbot.waitUntil(lambda: log == ["first"], timeout=5000)
+    qtbot.wait(50)
+    assert log == ["first"]  # nothing runs against a closed viewer
+
+
+@pytest.fixture
+def photos(tmp_path):
+    import imageio.v3 as iio
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    for i, (h, w) in enumerate([(48, 64), (40, 40)]):
+        img = (rng.random((h, w, 3)) * 50).astype(np.uint8)
+        iio.imwrite(d / f"im{i}.png", img)
+    return d
+
+
+def test_boxes_dock_reuses_its_layers_from_image_to_image(make_napari_viewer, qtbot, photos,
+                                                          monkeypatch):
+    """Removing a napari layer runs a full garbage collection on the GUI thread: the next image
+    goes into the same image and Shapes layers, with its own boxes, and edits land on it."""
+    from headless.boxes import Box
+    from headless.boxes.curation import BoxCuration
+    from napari_dinoseg._widgets.boxes.panel import BoxesWidget
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)  # threaded, as for a user
+    saved = Box(3, 4, 20, 30, score=0.5, source="lost")
+    BoxCuration.for_folder(photos).save_automatic("im1.png", [saved], (40, 40), "lost")
+    viewer = make_napari_viewer()
+    w = BoxesWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_folder(photos)
+    qtbot.waitUntil(lambda: w.shapes_layer is not None and w.current_image == "im0.png",
+                    timeout=20000)
+    image_layer, shapes, n_layers = w.shapes.image_layer, w.shapes_layer, len(viewer.layers)
+    w.next_image()
+    qtbot.waitUntil(lambda: w.current_image == "im1.png" and w.current_boxes() == [saved],
+                    timeout=20000)
+    assert w.shapes.image_layer is image_layer and w.shapes_layer is shapes
+    assert len(viewer.layers) == n_layers
+    assert image_layer.name == "im1.png" and image_layer.data.shape == (40, 40, 3)
+    assert "im1.png" in shapes.name and shapes.metadata["dinoseg_boxes"]["images"] == ["im1.png"]
+    assert list(shapes.features["source"]) == ["lost"]
+    # an edit now is an edit of im1.png, and im0.png keeps its (no) boxes
+    shapes.add_rectangles(np.array([[30.5, 30.5], [35.5, 38.5]]))
+    assert w.status_of("im1.png") == "edited" and w.status_of("im0.png") == "none"
+    assert list(shapes.features["source"]) == ["lost", "user"]
+
+
+def test_restore_adds_saved_layers_threaded(make_napari_viewer, qtbot, shared_data, tmp_path,
+                                            monkeypatch):
+    """Saved work comes back threaded (files read in a worker, one layer per turn) and the
+    restored scribble layer is selected in paint mode."""
+    from napari_dinoseg._widgets.segment.panel import SegmentWidget
+
+    d = shared_data / "scribbles"
+    path = tmp_path / "three.tif"
+    shutil.copy(d / "3.tif", path)
+    monkeypatch.setenv("DINOSEG_SYNC", "1")
+    from headless.images import read_labels
+
+    scribbles = read_labels(d / "3_labels.tif")
+    viewer = make_napari_viewer()
+    viewer.open(str(path))
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    layer = w.new_scribble_layer()
+    for v in (127, 255):
+        rows, cols = np.nonzero(scribbles == v)
+        layer.data_setitem((rows, cols), v)
+    qtbot.waitUntil(lambda: "three segmentation" in viewer.layers, timeout=30000)
+    w.flush_saves()
+    viewer.close()
+
+    monkeypatch.delenv("DINOSEG_SYNC")
+    again = make_napari_viewer()
+    again.open(str(path))
+    w2 = SegmentWidget(again)
+    qtbot.addWidget(w2)
+    qtbot.waitUntil(lambda: "three segmentation" in again.layers and w2.probe is not None
+                    and "restored" in w2.status.text(), timeout=30000)
+    restored = again.layers["three scribbles"]
+    np.testing.assert_array_equal(restored.data, scribbles)
+    assert again.layers.selection.active is restored and restored.mode == "paint"
+
+
+def test_new_scribble_layer_threaded_is_ready_to_paint(make_napari_viewer, qtbot, monkeypatch):
+    """Threaded, the brush comes a turn after the layer (two short GUI steps, not one long)."""
+    from napari_dinoseg._widgets.segment.panel import SegmentWidget
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
+    w = SegmentWidget(viewer)
+    qtbot.addWidget(w)
+    layer = w.new_scribble_layer()
+    qtbot.waitUntil(lambda: layer.mode == "paint", timeout=5000)
+    assert viewer.layers.selection.active is layer and layer.selected_label == 1
+    assert w.new_scribble_layer() is layer and layer.mode == "paint"  # again: the same layer
+
+
+def test_progress_bar_only_for_jobs_that_last(qtbot, monkeypatch):
+    """napari's progress bar costs the GUI thread 50-100 ms to make: a quick threaded job gets
+    none; one that runs past ``BAR_DELAY_MS`` gets one, showing its last progress, closed."""
+    import time
+
+    import napari_dinoseg._widgets.common.workers as workers
+    from headless.progress import Progress
+
+    made: list = []
+
+    class Bar:
+        def __init__(self, total: int = 0, desc: str = "") -> None:
+            self.total, self.n, self.desc, self.closed = total, 0, desc, False
+            made.append(self)
+
+        def set_description(self, text: str) -> None:
+            self.desc = text
+
+        def refresh(self) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    def job(seconds: float):
+        yield Progress(1, 4, "step")
+        time.sleep(seconds)
+        return seconds
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    monkeypatch.setattr(workers, "napari_progress", Bar)
+    results: list = []
+    workers.start(job(0.0), results.append, "quick")
+    qtbot.waitUntil(lambda: results == [0.0], timeout=10_000)
+    qtbot.wait(workers.BAR_DELAY_MS + 200)
+    assert made == []
+    workers.start(job(1.5), results.append, "slow")
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=10_000)
+    assert len(made) == 1 and made[0].closed
+    assert (made[0].total, made[0].n, made[0].desc) == (4, 1, "slow: step")
