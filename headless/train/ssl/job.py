@@ -151,10 +151,17 @@ def run(spec: DinoSpec, run_dir: str | Path, stop: Any = None, log: RunLog | Non
     def knn_monitor() -> dict[str, Any]:
         from headless.train.ssl.monitor import knn_of_module
 
-        return knn_of_module(teacher.backbone, spec.data.knn_root, spec.model.arch, device)
+        return knn_of_module(teacher.backbone, spec.data.knn_root, spec.model.arch, device,
+                             size=spec.crops.global_size)
 
-    seen, acc_loss, acc_steps, acc_n = time.perf_counter(), 0.0, 0, 0
     last: dict[str, Any] = {}
+    if spec.data.knn_root and dist.is_main and step == 0:
+        # the initialisation's k-NN: the baseline every later evaluation is read against
+        init = knn_monitor()
+        log.append("eval", step=0, epoch=0.0, **init)
+        trackers.scalars("val", init, 0)
+        last.update({f"init_{k}": v for k, v in init.items()})
+    seen, acc_loss, acc_steps, acc_n = time.perf_counter(), 0.0, 0, 0
     while step < total:
         epoch = step // spe
         sampler = EpochBatches(len(dataset), spec.data.batch_size, spec.seed, epoch,

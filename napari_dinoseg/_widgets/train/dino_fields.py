@@ -23,6 +23,7 @@ FIELDS = (
     Field("head_hidden_dim", "head hidden", "model", lo=1, hi=65536),
     Field("head_bottleneck_dim", "head bottleneck", "model", lo=1, hi=65536),
     Field("norm_last_layer", "freeze the norm of the head's last layer", "model"),
+    Field("use_bn_in_head", "BatchNorm in the head (short runs, small sets)", "model"),
     Field("drop_path_rate", "drop path", "model", hi=0.99, step=0.05),
     Field("init_weights", "init weights", "model", browse="file",
           placeholder="optional: start the backbone from a file"),

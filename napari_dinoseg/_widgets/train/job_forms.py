@@ -150,6 +150,7 @@ class DinoForm:
     head_hidden_dim: int = 2048
     head_bottleneck_dim: int = 256
     norm_last_layer: bool = True
+    use_bn_in_head: bool = False
     drop_path_rate: float = 0.1
     init_weights: str = ""
     optimizer: str = ""
@@ -180,6 +181,7 @@ class DinoForm:
                       "head_hidden_dim": self.head_hidden_dim,
                       "head_bottleneck_dim": self.head_bottleneck_dim,
                       "norm_last_layer": self.norm_last_layer,
+                      "use_bn_in_head": self.use_bn_in_head,
                       "drop_path_rate": self.drop_path_rate,
                       "init_weights": _text(self.init_weights)},
             "opt": {"optimizer": _text(self.optimizer), "lr": self.lr or None,
