@@ -78,6 +78,10 @@ def register(sub: Any) -> None:
     v.add_argument("--upsample", choices=("bilinear", "nearest-exact"), default=None,
                    help="HR-Dv2: how each copy's patch tokens reach full resolution (default "
                         "bilinear; nearest-exact is the reference's)")
+    v.add_argument("--zero-pad", action="store_const", const=False, default=None,
+                   dest="whole_patches",
+                   help="zero-pad a resized ViT input to whole patches (the reference's rule) "
+                        "instead of stretching it to them (default)")
     v.add_argument("--vit-weight", type=float, default=None, dest="vit_weight",
                    help=f"hybrid: weight of the ViT channels against the classical ones after "
                         f"standardisation, for the linear probe (default {DEFAULT_VIT_WEIGHT:g})")
@@ -90,7 +94,8 @@ def register(sub: Any) -> None:
     k.add_argument("--max-per-class", type=positive_int, default=t.max_per_class,
                    help=f"training pixels kept per class (default {t.max_per_class})")
     k.add_argument("--C", type=float, default=t.C, dest="C",
-                   help=f"linear probe inverse regularisation (default {t.C})")
+                   help="linear probe inverse regularisation (default: 0.01 for hybrid "
+                        "features, 0.1 otherwise)")
     k.add_argument("--trees", type=positive_int, default=t.n_estimators,
                    help=f"random forest trees (default {t.n_estimators})")
     k.add_argument("--max-depth", type=int, default=t.max_depth,
@@ -165,7 +170,8 @@ def _run(args: Any) -> int:
     )
     vit_opts = {"backbone": args.backbone, "size": args.size, "shifts": args.shifts,
                 "flips": args.flips, "stride": args.stride, "scale": args.scale,
-                "vit_weight": args.vit_weight, "upsample": args.upsample}
+                "vit_weight": args.vit_weight, "upsample": args.upsample,
+                "whole_patches": args.whole_patches}
     probe = None
     if args.probe:
         probe = load_probe(args.probe)

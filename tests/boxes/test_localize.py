@@ -521,8 +521,8 @@ def test_resolved_settings_name_the_preset_features_and_parameters():
     from headless.boxes.localize import resolved_settings
 
     s = resolved_settings("lost", "dinov2")
-    assert (s["handling"], s["which"], s["centre"]) == ("dinov2", "patch", "mean")
-    assert s["params"]["seed"] == "attention" and s["params"]["k"] == 50
+    assert (s["handling"], s["which"], s["centre"]) == ("dinov2", "k", "mean")
+    assert s["params"]["seed"] == "attention" and s["params"]["expansion"] == "attention"
     assert resolved_settings("most", "dinov2")["which"] == "k"
     r = resolved_settings("tokencut", "dino", which="q", tau=0.3)
     assert (r["handling"], r["which"], r["centre"], r["params"]["tau"]) == (

@@ -18,6 +18,12 @@ from headless.boxes.metrics import iou
 KNOWN = "raccoon-101.jpg"
 #: Photos where the reference rules fail (whole image / single patch) on DINOv2 keys.
 PHOTOS = ("raccoon-11.jpg", "raccoon-107.jpg", "raccoon-116.jpg", "raccoon-123.jpg")
+#: Photos where LOST's attention prior and opening matter: the earlier DINOv2 preset (top-k
+#: expansion on centred patch tokens) and the soft expansion without the prior both miss.
+PRIOR_PHOTOS = ("raccoon-179.jpg", "raccoon-192.jpg")
+#: LOST's earlier DINOv2 settings, kept one parameter set away for comparison.
+OLD_LOST = {"which": "patch", "seed": "attention", "k": 50, "mask_threshold": 0.1,
+            "expansion": "degree", "prior": 0.0, "opening": 0}
 
 
 _CACHE: dict[str, tuple] = {}
@@ -40,7 +46,7 @@ def _compute(shared_weights, shared_data):
     truth = read_boxes(root / "annotations")
     backbone = load_backbone("dinov2_vits14", weights=str(shared_weights), device="cpu")
     feats = {n: extract_image(backbone, read_image(root / "images" / n), size=448,
-                              autocast=False) for n in (KNOWN, *PHOTOS)}
+                              autocast=False) for n in (KNOWN, *PHOTOS, *PRIOR_PHOTOS)}
     return feats, truth
 
 
@@ -96,3 +102,18 @@ def test_lost_and_tokencut_no_longer_return_a_patch_or_the_whole_image(real, nam
         frac = _area_fraction(box, size)
         assert 10 * patch_area < frac < 0.95, (method, frac)
         assert max(iou(box, g) for g in truth.boxes[name]) >= 0.5, method
+
+
+@pytest.mark.parametrize("name", PRIOR_PHOTOS)
+def test_lost_prior_and_opening_find_the_raccoon_the_older_settings_miss(real, name):
+    feats, truth = real
+    f = feats[name]
+    gts = truth.boxes[name]
+
+    def best(**params) -> float:
+        boxes = localize("lost", f, orig_hw=f.orig_hw, **params)
+        return max((iou(b, g) for b in boxes for g in gts), default=0.0)
+
+    assert best() >= 0.6  # the DINOv2 preset
+    assert best(**OLD_LOST) < 0.4
+    assert best(prior=0.0) < 0.5  # the prior is what keeps the box on the raccoon

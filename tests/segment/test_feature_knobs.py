@@ -23,6 +23,7 @@ from headless.segment.probe import (
     load_probe,
     train_probe,
 )
+from headless.segment.probe.training import linear_c
 from headless.segment.workflow import FeatureSource, FeatureSpec, Segmenter, SegmentSettings
 from headless.segment.workflow.feature_source import DEFAULT_SCALE, DEFAULT_VIT_WEIGHT
 
@@ -56,7 +57,7 @@ def test_channel_weights_scale_the_standardised_channels_exactly():
     np.testing.assert_allclose(probe.std, std / w, rtol=1e-5)
     np.testing.assert_allclose(plain.std, std, rtol=1e-5)
     z = w * (x - mean) / std
-    ref = LogisticRegression(C=params.C, max_iter=params.max_iter, tol=1e-4).fit(
+    ref = LogisticRegression(C=linear_c(params, "hybrid"), max_iter=params.max_iter, tol=1e-4).fit(
         z, y, sample_weight=_class_weights(y, 3, True))
     np.testing.assert_allclose(probe.predict_proba(x), ref.predict_proba(z), atol=2e-3)
     # the weighted channels cost more penalty per unit of logit: their share of |W| drops
@@ -108,8 +109,14 @@ def test_scaled_features_are_the_dense_features_of_the_resized_input():
     spec = FeatureSpec(mode="bilinear", scale=2, **TINY)
     src = FeatureSource(spec)
     got = run(src.features(img))
-    want = run(dense_features(img, "bilinear", src.backbone, size=112))
+    # 80 x 112 is stretched to whole 14 px patches (84 x 112), not zero-padded
+    want = run(dense_features(img, "bilinear", src.backbone, size=112, whole_patches=True))
     np.testing.assert_array_equal(got, want)
+    padded = run(FeatureSource(FeatureSpec(mode="bilinear", scale=2, whole_patches=False, **TINY),
+                               backbone=src.backbone).features(img))
+    np.testing.assert_array_equal(padded, run(dense_features(img, "bilinear", src.backbone,
+                                                             size=112)))
+    assert not np.allclose(got, padded)
     native = run(FeatureSource(FeatureSpec(mode="bilinear", scale=1, **TINY),
                                backbone=src.backbone).features(img))
     assert got.shape == native.shape and not np.allclose(got, native)
@@ -147,14 +154,15 @@ def test_probe_saved_before_the_knobs_still_loads_and_applies(tmp_path):
     """A probe file whose metadata has no scale / vit_weight (format 1 as first written) means
     scale 1 and weight 1: it loads, reapplies at the native size, and refuses the new defaults."""
     img, scr = _scribbled()
-    old = FeatureSpec(mode="hybrid", scale=1.0, vit_weight=1.0, upsample="nearest-exact", **TINY)
+    old = FeatureSpec(mode="hybrid", scale=1.0, vit_weight=1.0, upsample="nearest-exact",
+                      whole_patches=False, **TINY)
     seg = Segmenter(SegmentSettings(features=old, classifier="rf"))
     probe = run(seg.train([(img, scr)]))
     path = probe.save(tmp_path / "old.npz")
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["metadata_json"]))
-    for key in ("scale", "vit_weight", "upsample"):
+    for key in ("scale", "vit_weight", "upsample", "whole_patches"):
         del meta["meta"]["feature_options"][key]
     assert set(meta["meta"]["feature_options"]) == {"sigmas", "size", "stride", "shifts", "dist",
                                                     "flips"}
@@ -162,7 +170,8 @@ def test_probe_saved_before_the_knobs_still_loads_and_applies(tmp_path):
     np.savez(path, **arrays)
     loaded = load_probe(path)
     spec = FeatureSpec.from_probe(loaded, weights="random")
-    assert (spec.scale, spec.vit_weight, spec.upsample) == (1.0, 1.0, "nearest-exact")
+    assert (spec.scale, spec.vit_weight, spec.upsample, spec.whole_patches) == \
+        (1.0, 1.0, "nearest-exact", False)
     a = run(seg.predict(img, probe, crf=False)).labels
     b = run(Segmenter(SegmentSettings(features=spec, classifier="rf")).predict(
         img, loaded, crf=False)).labels

@@ -130,7 +130,8 @@ def localize(
 
     attn = features.attn
     needs_attention = name == "dino" or "attention" in (
-        params.get("seed"), params.get("foreground"), params.get("pool_filter"))
+        params.get("seed"), params.get("foreground"), params.get("pool_filter"),
+        params.get("expansion")) or float(params.get("prior", 0) or 0) > 0
     if needs_attention and attn is None:
         raise ValueError(f"these features hold no attention maps; {name!r} with these settings "
                          "needs features.attn")

@@ -55,7 +55,22 @@ def prepare_image(
         return x.float(), (int(x.shape[-2]), int(x.shape[-1])), []
     rgb = to_rgb01(np.asarray(image))
     x, notes = preprocess(rgb, backbone.spec, cfg.size, cfg.max_tokens)
-    return x, (int(rgb.shape[0]), int(rgb.shape[1])), notes
+    hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+    p = int(backbone.patch_size)
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if cfg.whole_patches and (h, w) != hw and (h % p or w % p):
+        x = _resize_input(rgb, backbone, (math.ceil(h / p) * p, math.ceil(w / p) * p))
+    return x, hw, notes
+
+
+def _resize_input(rgb: np.ndarray, backbone: Backbone, hw: tuple[int, int]) -> torch.Tensor:
+    """``rgb`` resized once (antialiased bilinear, as ``preprocess``) to ``hw`` and normalised."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+    t = torch.nn.functional.interpolate(t[None], size=hw, mode="bilinear", antialias=True,
+                                        align_corners=False)[0].clamp(0, 1)
+    mean = torch.tensor(backbone.spec.mean).view(3, 1, 1)
+    std = torch.tensor(backbone.spec.std).view(3, 1, 1)
+    return (t - mean) / std
 
 
 def run_hr(

@@ -14,7 +14,8 @@ FORMAT_VERSION = 1
 CLASSIFIERS = ("linear", "rf")
 # Feature options added after probes were first saved, with the value every older probe was
 # computed with: a probe file without the key means that value (so old probes still apply).
-LEGACY_OPTIONS: dict[str, Any] = {"scale": 1.0, "vit_weight": 1.0, "upsample": "nearest-exact"}
+LEGACY_OPTIONS: dict[str, Any] = {"scale": 1.0, "vit_weight": 1.0, "upsample": "nearest-exact",
+                                  "whole_patches": False}
 
 
 class ProbeError(ValueError):
