@@ -34,6 +34,7 @@ from headless.boxes.localize.handling import (
     clean_attention,
     inpaint,
     resolve_handling,
+    token_norms,
 )
 from headless.boxes.localize.lost import lost
 from headless.boxes.localize.most import most
@@ -148,8 +149,7 @@ def localize(
     heads = to_numpy(attn[index]).astype(np.float64) if attn is not None else None
 
     if h.artifacts == "inpaint" and getattr(features, "patch", None) is not None:
-        patch = to_numpy(features.patch[index])
-        norms = np.linalg.norm(patch.reshape(-1, patch.shape[-1]), axis=1)
+        norms = token_norms(features.patch[index])
         bad = artifact_tokens(norms)
         if bad.any() and bad.size == grid[0] * grid[1]:
             if tokens is not None:
@@ -162,7 +162,7 @@ def localize(
         return dino_attention_boxes(heads, patch_size, image_hw, orig_hw=orig_hw, **params)
     if needs_attention:
         params["attention"] = clean_attention(heads.mean(axis=0))
-    tokens = centre_tokens(tokens, h.centre)
+    tokens = centre_tokens(tokens, h.centre, inplace=True)  # ``tokens`` is this call's copy
     return function(tokens, grid, patch_size, image_hw, orig_hw=orig_hw, **params)
 
 

@@ -91,11 +91,12 @@ def resolve_handling(handling: str | Handling = "auto", family: str | None = Non
     return DINOV2 if name == "dinov2" else REFERENCE
 
 
-def centre_tokens(tokens: np.ndarray, mode: str = "mean") -> np.ndarray:
+def centre_tokens(tokens: np.ndarray, mode: str = "mean", inplace: bool = False) -> np.ndarray:
     """``(T, D)`` tokens with their shared component removed (``mode`` of :data:`CENTRE_MODES`).
 
     ``"mean"`` subtracts the mean token; ``"project"`` removes each token's component along the
-    mean direction (keeps the norms' spread along the other directions).
+    mean direction (keeps the norms' spread along the other directions). ``inplace`` writes
+    into a float32 ``tokens`` the caller owns (one pass over the tokens fewer).
     """
     if mode == "none":
         return tokens
@@ -104,12 +105,30 @@ def centre_tokens(tokens: np.ndarray, mode: str = "mean") -> np.ndarray:
     t = np.asarray(tokens, dtype=np.float32)
     mean = t.mean(axis=0)
     if mode == "mean":
+        if inplace and t is tokens:
+            t -= mean
+            return t
         return t - mean
     norm = float(np.linalg.norm(mean))
     if norm == 0.0:
         return t
     u = mean / norm
     return t - np.outer(t @ u, u)
+
+
+def token_norms(patch: Any) -> np.ndarray:
+    """L2 norm of each token of ``patch`` (``(..., D)`` array or tensor), flattened.
+
+    A torch tensor is reduced by torch (threaded, no float64 copy): next to a 3-5 ms box method
+    the 0.2 ms of ``np.linalg.norm`` on 672 x 384 tokens was most of the handling's cost.
+    """
+    if hasattr(patch, "detach"):
+        import torch
+
+        t = patch.detach().reshape(-1, patch.shape[-1]).float()
+        return torch.linalg.vector_norm(t, dim=1).cpu().numpy()
+    t = np.asarray(patch, dtype=np.float32).reshape(-1, np.shape(patch)[-1])
+    return np.sqrt(np.einsum("ij,ij->i", t, t))
 
 
 def artifact_tokens(norms: np.ndarray, ratio: float = ARTIFACT_RATIO) -> np.ndarray:
