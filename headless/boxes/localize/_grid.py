@@ -178,3 +178,12 @@ def make_box(
     """A :class:`Box` in original-image pixels from a box in input pixels."""
     x0, y0, x1, y1 = to_original(xyxy, image_hw, orig_hw)
     return Box(x0, y0, x1, y1, label="object", score=float(score), source=source)
+
+
+def keep_box(xyxy: Sequence[float], image_hw: Sequence[int]) -> bool:
+    """MOST's filter: both sides > 16 px, 256 < area < 0.9 * image area (input pixels)."""
+    x0, y0, x1, y1 = xyxy
+    width, height = x1 - x0, y1 - y0
+    area = width * height
+    image_area = float(image_hw[0]) * float(image_hw[1])
+    return width > 16 and height > 16 and 256 < area < 0.9 * image_area

@@ -48,6 +48,7 @@ from headless.boxes.localize._grid import (
     as_tokens,
     check_geometry,
     component_box,
+    keep_box,
     make_box,
     seed_component,
 )
@@ -121,15 +122,6 @@ def cityblock_pools(coords: np.ndarray, eps: float = 2.0) -> np.ndarray:
     rank = np.empty(first.size, dtype=np.int64)
     rank[np.argsort(first)] = np.arange(first.size)
     return rank[raw]
-
-
-def keep_box(xyxy: Sequence[float], image_hw: Sequence[int]) -> bool:
-    """MOST's filter: both sides > 16 px, 256 < area < 0.9 * image area (input pixels)."""
-    x0, y0, x1, y1 = xyxy
-    width, height = x1 - x0, y1 - y0
-    area = width * height
-    image_area = float(image_hw[0]) * float(image_hw[1])
-    return width > 16 and height > 16 and 256 < area < 0.9 * image_area
 
 
 def most(

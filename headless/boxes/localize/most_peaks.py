@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from headless.boxes.localize._grid import FOUR_CONNECTIVITY, component_box
+from headless.boxes.localize._grid import FOUR_CONNECTIVITY, component_box, keep_box
 
 
 def attention_peaks(smoothed: np.ndarray, prominence: float, allowed: np.ndarray) -> np.ndarray:
@@ -77,7 +77,6 @@ def peak_regions(
 
     from headless.boxes.localize.handling import attention_prior
     from headless.boxes.localize.lost import attention_expansion
-    from headless.boxes.localize.most import keep_box
 
     h, w = (int(v) for v in grid)
     att = np.clip(np.asarray(attention, dtype=np.float64).reshape(h, w), 0.0, None)
