@@ -237,7 +237,8 @@ def test_compute_runs_in_a_worker_thread(make_napari_viewer, monkeypatch, folder
     qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
     assert threads == [False, False, False]  # never on the GUI thread
     assert [w.status_of(f"im{i}.png") for i in range(3)] == ["automatic"] * 3
-    assert w.current_boxes() == PLANTED
+    # the open image's boxes are shown a turn of the event loop after its image (in_steps)
+    qtbot.waitUntil(lambda: w.current_boxes() == PLANTED, timeout=10_000)
     assert "automatic" in w.image_list.item(1).text()
 
 
