@@ -356,3 +356,16 @@ def test_queue_is_read_in_a_worker_thread(make_napari_viewer, monkeypatch, folde
     assert w.image_list.currentRow() == 0
     assert _rows(w) == ["0.90  im2.png  automatic", "0.20  im0.png  automatic",
                         "  -   im1.png  -"]
+
+
+def test_boxes_read_before_a_compute_saved_newer_ones_are_read_again(widget, folder, planted):
+    """An image opened while a compute ran: the boxes its worker read are older than the ones
+    the compute saved (before the image was shown, or between its two display steps)."""
+    widget.set_folder(folder)
+    stale = widget.controller.load_saved("im0.png")  # what the opening worker read: nothing
+    assert stale[0] == []
+    widget.compute_all()  # saves PLANTED for every image (sync mode)
+    path, arr, size = widget.controller.read(0)
+    writes = widget._box_writes - 1  # the read happened before the compute's result
+    widget._show_read(0, path, arr, size, stale, writes=writes)
+    assert widget.current_boxes() == PLANTED

@@ -57,6 +57,7 @@ class BoxesWidget(QWidget):
         self.shapes = ShapesEditor(self.viewer, self.save_current)
         warm_up_later("shapes")  # the first Shapes layer's numba compile, off the GUI thread
         self._jobs = WorkerSlot(on_busy=lambda busy: self._update_buttons())
+        self._box_writes = 0  # computes that saved boxes (an image read before one is stale)
 
         # -- method and backbone --
         self.settings = BoxSettings(self)
@@ -297,6 +298,7 @@ class BoxesWidget(QWidget):
 
         self._opening = getattr(self, "_opening", 0) + 1
         token, controller = self._opening, self.controller
+        writes = self._box_writes  # boxes saved by a compute after this read are newer
 
         def read() -> Any:  # the file is read in a worker, not on the GUI thread
             from headless.progress import Progress
@@ -314,13 +316,18 @@ class BoxesWidget(QWidget):
             if isinstance(result, ImageError):
                 show_error(str(result))
                 return
-            self._show_read(index, *result)
+            self._show_read(index, *result, writes=writes)
 
         start(read(), shown, "opening image")
 
-    def _show_read(self, index: int, path: Path, arr: Any, size: Any, saved: Any = None) -> None:
+    def _show_read(self, index: int, path: Path, arr: Any, size: Any, saved: Any = None,
+                   writes: int | None = None) -> None:
         """Show a read image, then (next turn of the event loop) its boxes: the first image
-        adds two layers, and each layer's visuals cost the GUI thread a good part of 0.1 s."""
+        adds two layers, and each layer's visuals cost the GUI thread a good part of 0.1 s.
+
+        ``saved`` was read in the worker when :attr:`_box_writes` was ``writes``; a compute
+        that saved boxes since (while the file was read, or between the two steps) makes it
+        stale, and the boxes are read again."""
         from napari_dinoseg._widgets.common.qt_helpers import in_steps
 
         if not self.shapes.owns_image():  # a layer of the user's: leave it, and our boxes
@@ -338,7 +345,8 @@ class BoxesWidget(QWidget):
         def boxes() -> None:
             if self.controller.current_name != path.name:
                 return  # another image was shown meanwhile
-            self._show_saved(saved)
+            fresh = writes is None or writes == self._box_writes
+            self._show_saved(saved if fresh else None)
             self._update_buttons()
             self._open_worst_once()
 
@@ -458,6 +466,7 @@ class BoxesWidget(QWidget):
     def _on_single_result(self, cur: dict, run: Any, overwrite: bool, opts: dict,
                           key: tuple) -> None:
         result = self.controller.take_single(cur, run, overwrite, opts, key)
+        self._box_writes += 1
         notify_all(result.notices)
         if result.saved:
             self.refresh_list()
@@ -492,6 +501,7 @@ class BoxesWidget(QWidget):
     def _on_folder_result(self, run: Any, skipped: list[str], opts: dict) -> None:
         from napari.utils.notifications import show_info, show_warning
 
+        self._box_writes += 1
         self.refresh_list()
         msg = self.controller.folder_summary(run, skipped, opts)
         show_info(msg)
