@@ -179,6 +179,14 @@ def attention_prior(attn_map: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     return a / top if top > 0 else np.zeros_like(a)
 
 
+def weigh_by_attention(response: np.ndarray, attn_map: np.ndarray, power: float,
+                       sigma: float = 1.0) -> np.ndarray:
+    """A flat ``response`` (clipped at 0) times :func:`attention_prior` to ``power``: the
+    location prior LOST's and MOST's DINOv2 presets put on their soft masks."""
+    located = attention_prior(attn_map, sigma).reshape(-1)
+    return np.clip(np.asarray(response, dtype=np.float64), 0.0, None) * located**power
+
+
 def clean_attention(attn_map: np.ndarray) -> np.ndarray:
     """Seed 000's cleaning of an ``(h, w)`` map: the (first) maximum replaced by the others' mean.
 

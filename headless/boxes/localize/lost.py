@@ -153,10 +153,9 @@ def lost(
             similars = potentials[A[seed_index, potentials] > 0.0]
             M = A[similars, :].sum(dim=0).numpy()
     if prior > 0:
-        from headless.boxes.localize.handling import attention_prior
+        from headless.boxes.localize.handling import weigh_by_attention
 
-        located = attention_prior(att.reshape(h, w), prior_sigma).reshape(-1)
-        M = np.clip(M, 0.0, None) * located**prior
+        M = weigh_by_attention(M, att.reshape(h, w), prior, prior_sigma)
     cut = float(mask_threshold) * float(M.max()) if mask_threshold > 0 else 0.0
     mask = open_keeping_seed((M > cut).reshape(h, w), seed_index, int(opening))
     component = seed_component(mask, seed_index)

@@ -75,7 +75,7 @@ def peak_regions(
     """``[(xyxy in input pixels, attention share)]``, by decreasing share (see module doc)."""
     from skimage.segmentation import watershed
 
-    from headless.boxes.localize.handling import attention_prior
+    from headless.boxes.localize.handling import weigh_by_attention
     from headless.boxes.localize.lost import attention_expansion
 
     h, w = (int(v) for v in grid)
@@ -85,7 +85,7 @@ def peak_regions(
         return []
     M = attention_expansion(tokens, att.reshape(-1))
     if prior > 0:
-        M = np.clip(M, 0.0, None) * attention_prior(att, prior_sigma).reshape(-1) ** prior
+        M = weigh_by_attention(M, att, prior, prior_sigma)
     top = float(M.max())
     if top <= 0:
         return []

@@ -126,19 +126,25 @@ class FeatureSpec:
         w[:int(vit_dim)] = self.vit_weight
         return w
 
-    def hr_options(self, image: np.ndarray | None = None) -> dict[str, Any]:
-        """Options for :mod:`headless.features.highres` (hr_linear / hr_sample) of this ViT mode.
-
-        ``image`` sets the model input size from ``scale`` (see :meth:`model_size`).
-        """
-        from headless.features.dense import mode_options
-
+    def vit_arguments(self, image: np.ndarray | None = None) -> tuple[str, dict[str, Any]]:
+        """``(mode, keywords)`` of :func:`headless.features.dense.dense_features` /
+        :func:`~headless.features.dense.mode_options` for this ViT mode (hybrid's ViT block is
+        ``hr``); ``image`` sets the model input size from ``scale`` (see :meth:`model_size`)."""
         mode = "hr" if self.mode == "hybrid" else self.mode
         size = self.size if image is None else self.model_size(image)
-        extra: dict[str, Any] = {"upsample": self.upsample} if mode == "hr" else {}
-        extra["whole_patches"] = bool(self.whole_patches and size)
-        return mode_options(mode, shifts=self.shifts, dist=self.dist, flips=self.flips,
-                            stride=self.stride, size=size, **extra)
+        kw: dict[str, Any] = {"size": size, "shifts": self.shifts, "dist": self.dist,
+                              "flips": self.flips, "stride": self.stride,
+                              "whole_patches": bool(self.whole_patches and size)}
+        if mode == "hr":
+            kw["upsample"] = self.upsample
+        return mode, kw
+
+    def hr_options(self, image: np.ndarray | None = None) -> dict[str, Any]:
+        """Options for :mod:`headless.features.highres` (hr_linear / hr_sample) of this ViT mode."""
+        from headless.features.dense import mode_options
+
+        mode, kw = self.vit_arguments(image)
+        return mode_options(mode, **kw)
 
     @classmethod
     def from_probe(cls, probe: Probe, **overrides: Any) -> FeatureSpec:
@@ -307,13 +313,8 @@ class FeatureSource:
         from headless.features.dense import dense_features
 
         s = self.spec
-        mode = "hr" if s.mode == "hybrid" else s.mode
-        extra: dict[str, Any] = {"upsample": s.upsample} if mode == "hr" else {}
-        size = s.model_size(image)
-        extra["whole_patches"] = bool(s.whole_patches and size)
-        vit = yield from dense_features(image, mode, self.backbone, size=size,
-                                        shifts=s.shifts, dist=s.dist, flips=s.flips,
-                                        stride=s.stride, **extra)
+        mode, kw = s.vit_arguments(image)
+        vit = yield from dense_features(image, mode, self.backbone, **kw)
         if s.mode != "hybrid":
             return vit
         cl = classical_features(image, s.sigmas)
