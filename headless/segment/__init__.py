@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from headless.lazy import lazy_exports
 
+#: the ViT of the ViT feature modes when none is named (a plain constant here, so the dock can
+#: show it without importing the workflow)
+DEFAULT_BACKBONE = "dinov2_vits14_reg"
+#: the probe of each feature mode when none is named. Hybrid defaults to the linear probe: with
+#: the ViT block weighted down (vit_weight) it beat the forest on both scribble images (the
+#: forest's random feature subsets are mostly ViT channels).
+DEFAULT_CLASSIFIER = {"classical": "rf", "hybrid": "linear", "hr": "linear",
+                      "bilinear": "linear", "patch": "linear"}
+
 _EXPORTS = {
     **dict.fromkeys(
         ("CLASSIFIERS", "ForestProbe", "LinearProbe", "Probe", "ProbeError", "ProbeMeta",
@@ -25,4 +34,4 @@ _EXPORTS = {
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "DEFAULT_BACKBONE", "DEFAULT_CLASSIFIER"])

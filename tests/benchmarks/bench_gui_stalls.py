@@ -8,7 +8,9 @@ A 5 ms single-shot-free QTimer ticks on the GUI thread; the longest gap between 
 an action runs (from the click to its result on screen) is the longest time the viewer could not
 repaint or answer the mouse. Goal: no action over 100 ms (opening an image into napari is
 excluded). The docks run threaded here, as for a user (``DINOSEG_SYNC`` unset). An "add dock"
-action lasts until the dock's warm-up thread has finished (its cost is counted there).
+action lasts until the dock's warm-up thread has finished (its cost is counted there). The
+``floor`` part, last, measures napari alone adding the same kinds of layer and dock (no dock
+code): the floor under the actions that add one.
 
 Each stall is split with the GUI thread's scheduler counters (:class:`Heartbeat`): cpu (work on
 the GUI thread), queued (waiting for a core: the machine's load) and blocked (waiting for the
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SIDE = int(os.environ.get("BENCH_SIDE", "1024"))  # image side: 0.tif tiled to SIDE x SIDE
 GOAL_MS = 100.0
-PARTS = os.environ.get("BENCH_PARTS", "crf,segment,sam,boxes").split(",")  # which docks to drive
+PARTS = os.environ.get("BENCH_PARTS", "crf,segment,sam,boxes,floor").split(",")  # what to drive
 os.environ.pop("DINOSEG_SYNC", None)
 
 
@@ -188,6 +190,44 @@ def measure(app, hb, name: str, action, until, timeout: float = 300.0) -> None:
 def tiled(img: np.ndarray, side: int) -> np.ndarray:
     reps = [int(np.ceil(side / s)) for s in img.shape[:2]]
     return np.tile(img, reps + [1] * (img.ndim - 2))[:side, :side]
+
+
+def napari_alone(app, hb, viewer, shape: tuple[int, int]) -> None:
+    """The floor under the dock actions: napari's own cost of the layers and docks they add,
+    in the same session and viewer (warm: after the docks ran), with no dock code at all."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QLabel
+
+    made: list = []
+
+    def labels_then_paint():  # what "New" does: a layer, then the brush a turn later
+        made.append(viewer.add_labels(np.zeros(shape, np.uint8), name="floor scribbles"))
+        QTimer.singleShot(1, lambda: setattr(made[-1], "mode", "paint"))
+
+    def result_labels():  # a result layer (the selection handed back to the scribbles)
+        active = viewer.layers.selection.active
+        made.append(viewer.add_labels(np.ones(shape, np.uint8), name="floor result"))
+        viewer.layers.selection.active = active
+
+    def shapes():  # three boxes with captions, as the boxes dock shows them
+        boxes = [np.array([[10 + 40 * i, 10], [40 + 40 * i, 60]]) for i in range(3)]
+        made.append(viewer.add_shapes(
+            boxes, shape_type="rectangle", edge_color="yellow", face_color="transparent",
+            features={"caption": ["a", "b", "c"]}, text={"string": "{caption}"},
+            name="floor boxes"))
+
+    measure(app, hb, "napari alone: Labels layer, then paint mode", labels_then_paint,
+            lambda: made and made[-1].mode == "paint")
+    measure(app, hb, "napari alone: Labels result layer", result_labels, lambda: True)
+    measure(app, hb, "napari alone: Shapes layer (3 boxes)", shapes, lambda: True)
+    measure(app, hb, "napari alone: RGB image layer (excluded)",
+            lambda: made.append(viewer.add_image(np.zeros((*shape, 3), np.uint8))), lambda: True)
+    dock = QLabel("an empty dock")
+    measure(app, hb, "napari alone: a dock with one label",
+            lambda: viewer.window.add_dock_widget(dock, name="floor dock"), lambda: True)
+    viewer.window.remove_dock_widget(dock)
+    for layer in made:
+        viewer.layers.remove(layer)
 
 
 def main() -> int:
@@ -360,6 +400,8 @@ def main() -> int:
             measure(app, hb, "boxes: compute this image (LOST, ViT-S/14)", bx.compute_current,
                     lambda: bx._jobs.worker is None and len(bx.current_boxes()) > 0, timeout=300)
             measure(app, hb, "boxes: next image", bx.next_image, lambda: True)
+    if "floor" in PARTS:
+        napari_alone(app, hb, viewer, image.shape[:2])
     viewer.close()
 
     print("\n| action | longest stall (ms) | of which GUI thread cpu / queued / blocked (ms) "

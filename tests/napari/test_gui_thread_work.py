@@ -228,3 +228,109 @@ def test_progress_bar_only_for_jobs_that_last(qtbot, monkeypatch):
     qtbot.waitUntil(lambda: len(results) == 2, timeout=10_000)
     assert len(made) == 1 and made[0].closed
     assert (made[0].total, made[0].n, made[0].desc) == (4, 1, "slow: step")
+
+
+def test_probability_layers_are_added_one_per_turn(make_napari_viewer, qtbot, monkeypatch):
+    """Each new probability layer costs napari ~100 ms of GUI thread: with several classes they
+    come one per turn of the event loop (the viewer repaints in between), hidden, each with its
+    class's probabilities; the segmentation layer comes at once, and the selection stays."""
+    from qtpy.QtCore import QTimer
+
+    from headless.segment.workflow.segmenter import Segmentation
+    from napari_dinoseg._widgets.segment.layers import write_segmentations
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 20), np.uint8), name="img")
+    scribbles = viewer.add_labels(np.zeros((16, 20), np.uint8), name="s")
+    proba = np.random.default_rng(0).dirichlet(np.ones(3), (16, 20)).astype(np.float32)
+    seg = Segmentation(labels=(proba.argmax(-1) + 1).astype(np.uint8), proba=proba,
+                       class_values=[1, 2, 3], class_names=["a", "b", "c"])
+    log: list[str] = []
+    viewer.layers.events.inserted.connect(lambda e: log.append(e.value.name))
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append("tick") if log and log[-1] != "tick" else None)
+    ticker.start(0)
+    write_segmentations(viewer, [seg], None, "img", probabilities=True)
+    assert log == ["img segmentation"]  # the probabilities are not added in this callback
+    names = [f"img p({c})" for c in "abc"]
+    qtbot.waitUntil(lambda: all(n in viewer.layers for n in names), timeout=5000)
+    ticker.stop()
+    added = [entry for entry in log if entry != "tick"]
+    assert added == ["img segmentation", *names]
+    assert all(log[log.index(a) + 1] == "tick" for a in added[:-1])  # a turn between adds
+    for k, n in enumerate(names):
+        layer = viewer.layers[n]
+        assert not layer.visible and layer.metadata["class_index"] == k
+        np.testing.assert_array_equal(layer.data, proba[..., k])
+    assert viewer.layers.selection.active is scribbles
+    write_segmentations(viewer, [seg], None, "img", probabilities=True)  # again: in place
+    qtbot.wait(50)
+    assert len(viewer.layers) == 6
+
+
+def test_warm_up_keeps_full_collections_out_of_its_imports():
+    """A full collection during the warm-up's imports scanned ~500 000 live objects holding the
+    GIL (100-300 ms of frozen viewer): the collector is off while warm-ups run (two at once:
+    on again after the last), nothing stays frozen, and a host's own frozen objects are left
+    alone (the collector too)."""
+    import gc
+
+    import napari_dinoseg._widgets.common.collector as C
+    import napari_dinoseg._widgets.common.warmup as W
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    seen: list[tuple[str, bool]] = []
+    first_in, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        seen.append(("slow", gc.isenabled()))
+        first_in.set()
+        release.wait(10)
+
+    def quick() -> None:
+        kept = [{} for _ in range(200_000)]  # long-lived objects, as imports make
+        seen.append(("quick", gc.isenabled()))
+        assert len(kept) == 200_000
+
+    a = threading.Thread(target=W._run, args=(slow,))
+    a.start()
+    first_in.wait(10)
+    W._run(quick)
+    assert not gc.isenabled()  # the slow warm-up still runs
+    release.set()
+    a.join(10)
+    assert seen == [("slow", False), ("quick", False)]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert C._state == {"blocks": 0, "paused": False}
+    from napari_dinoseg._widgets.common.models import ModelCache
+
+    assert ModelCache(lambda *key: gc.isenabled()).get(("vit", "random", "cpu")) is False
+    assert gc.isenabled()  # a dock's model loads the same way (a first load ran one too)
+
+    kept = [[] for _ in range(10)]
+    gc.freeze()  # a host application that froze its own objects (before forking, say)
+    try:
+        frozen = gc.get_freeze_count()
+        W._run(lambda: seen.append(("host froze", gc.isenabled())))
+        assert seen[-1] == ("host froze", True) and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    assert kept
+
+
+def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, qtbot,
+                                                            monkeypatch):
+    """A Shapes layer's first paint builds 13 shader programs (~120 ms here): added hidden, it
+    is shown on the next turn, so its add and its first paint are two stalls, not one."""
+    from headless.boxes import Box
+    from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    editor = ShapesEditor(viewer, on_edit=lambda: None)
+    editor.show_image(np.zeros((40, 40), np.uint8), "im.png")
+    layer = editor.show("im.png", [Box(3, 4, 20, 30, score=0.5, source="lost")], (40, 40))
+    assert layer in viewer.layers and not layer.visible and layer.nshapes == 1
+    qtbot.waitUntil(lambda: layer.visible, timeout=5000)
+    assert editor.show("im.png", [], (40, 40)) is layer and layer.visible  # refilled in place

@@ -18,6 +18,7 @@ import numpy as np
 
 from headless.features.classical import DEFAULT_SIGMAS, classical_features
 from headless.progress import Progress, ProgressGen
+from headless.segment import DEFAULT_BACKBONE
 from headless.segment.probe.meta import LEGACY_OPTIONS
 from headless.segment.workflow.scribbles import one_image, spatial_shape
 from headless.store import array_hash
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FEATURE_MODES = ("classical", "bilinear", "hr", "hybrid", "patch")
 VIT_MODES = ("bilinear", "hr", "hybrid", "patch")
-DEFAULT_BACKBONE = "dinov2_vits14_reg"
 MAX_FEATURE_BYTES = 1024**3  # above this, ViT features are never held whole (linear-map path)
 # Defaults of the knobs that shape ViT features for scribble probes (measured on the SEM and TEM
 # scribble images with the real DINOv2 ViT-S/14, README "Scribbles to segmentation"): the ViT

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from headless.progress import Progress, ProgressGen
+from headless.segment import DEFAULT_CLASSIFIER
 from headless.segment.crf import CRFParams, crf_refine
 from headless.segment.probe.meta import ProbeError, ProbeMeta
 from headless.segment.probe.models import LinearProbe, Probe, class_values_array, softmax
@@ -25,11 +26,6 @@ from headless.segment.workflow.scribbles import (
     one_image,
     spatial_shape,
 )
-
-# Hybrid defaults to the linear probe: with the ViT block weighted down (vit_weight) it beat the
-# forest on both scribble images (the forest's random feature subsets are mostly ViT channels).
-DEFAULT_CLASSIFIER = {"classical": "rf", "hybrid": "linear", "hr": "linear",
-                      "bilinear": "linear", "patch": "linear"}
 
 
 @dataclass

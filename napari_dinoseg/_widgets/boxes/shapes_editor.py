@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_dinoseg._widgets.boxes.layers import DEFAULT_FEATURES, image_layer_data, layer_to_boxes
+from napari_dinoseg._widgets.common.qt_helpers import in_steps
 
 
 class ShapesEditor:
@@ -83,9 +84,10 @@ class ShapesEditor:
                 self.disconnect()
                 if layer is not None and layer in self.viewer.layers:
                     self.viewer.layers.remove(layer)
-                layer = self.viewer.add_shapes(data, ndim=2, **kwargs)
+                layer = self.viewer.add_shapes(data, ndim=2, visible=False, **kwargs)
                 layer.events.data.connect(self._on_data)
                 layer.events.features.connect(self._on_features)
+                in_steps(self.viewer, lambda: _show(self.viewer, layer))
             layer.mode = "select"
             self.layer = layer
         finally:
@@ -146,6 +148,12 @@ class ShapesEditor:
             layer.refresh_text()
         finally:
             self._updating = False
+
+
+def _show(viewer: Any, layer: Any) -> None:
+    """Make a new Shapes layer visible, a turn after it was added (if still there)."""
+    if layer in viewer.layers:
+        layer.visible = True
 
 
 def _same_kind(layer: Any, data: Any) -> bool:

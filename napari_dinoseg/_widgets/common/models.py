@@ -10,11 +10,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from napari_dinoseg._widgets.common.collector import long_lived_allocations
+
 
 class ModelCache:
     """Models a dock has loaded, once per ``(name, weights, device)``; safe to use from workers.
 
-    ``loader(name, weights, device)`` builds a model (e.g. ``load_backbone``, ``load_sam``).
+    ``loader(name, weights, device)`` builds a model (e.g. ``load_backbone``, ``load_sam``);
+    what it makes lives with the dock, so it is kept out of full garbage collections
+    (:func:`~.collector.long_lived_allocations`: one scanned the heap during a first load).
     """
 
     def __init__(self, loader: Callable[[str, str, str], Any]) -> None:
@@ -25,7 +29,8 @@ class ModelCache:
     def get(self, key: tuple[str, str, str]) -> Any:
         with self._lock:
             if key not in self._items:
-                self._items[key] = self._loader(*key)
+                with long_lived_allocations():
+                    self._items[key] = self._loader(*key)
             return self._items[key]
 
 

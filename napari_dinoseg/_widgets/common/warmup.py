@@ -12,26 +12,40 @@ the dock is built: a thread started inside ``__init__`` held import locks the do
 waiting for) one daemon thread per kind and session does those imports while the user looks
 at the dock. Imports in a thread are safe (Python's per-module import locks); a failure only
 means no warm-up. Nothing is warmed up with ``DINOSEG_SYNC=1`` (tests).
+
+The imports make a few hundred thousand objects that all stay alive (modules, functions,
+classes), yet they counted towards Python's full garbage collection, which ran once or twice
+during a warm-up: 100-300 ms each with napari and torch loaded, holding the GIL, so the viewer
+froze just after the dock opened: the warm-up runs in
+:func:`~.collector.long_lived_allocations`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from importlib import import_module
+
+from napari_dinoseg._widgets.common.collector import long_lived_allocations
 
 #: what the first Labels layer imports: pandas (napari's features table) and scikit-image's
 #: colour conversions (the label colormap; ``skimage.color`` alone is a lazy stub)
 LABELS_MODULES = ("pandas", "skimage.color.colorconv")
 
 #: what the scribble dock's first training imports in its worker (about 800 modules:
-#: scikit-learn's forest and linear models, scipy.optimize / stats / sparse): C extensions
-#: hold the GIL while they load, so the first stroke's run froze the viewer in chunks
-SEGMENT_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "headless.segment.probe",
-                   "headless.features.classical_tiled", "headless.features.highres.memory")
+#: scikit-learn's forest and linear models, scipy.optimize / stats / sparse; C extensions
+#: hold the GIL while they load, so the first stroke's run froze the viewer in chunks), and
+#: the segmentation workflow, which the dock's settings and restore use on the GUI thread
+SEGMENT_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "headless.segment.workflow",
+                   "headless.segment.probe", "headless.features.classical_tiled",
+                   "headless.features.highres.memory")
 
 _lock = threading.Lock()
 _threads: dict[str, threading.Thread] = {}
 _pending: set[str] = set()
+def _run(job: Callable[[], None]) -> None:
+    with long_lived_allocations():
+        job()
 
 
 def _labels() -> None:
@@ -77,8 +91,8 @@ def warm_up(kind: str = "labels") -> threading.Thread:
         _pending.discard(kind)
         thread = _threads.get(kind)
         if thread is None:
-            thread = threading.Thread(target=_JOBS[kind], name=f"dinoseg-warmup-{kind}",
-                                      daemon=True)
+            thread = threading.Thread(target=_run, args=(_JOBS[kind],),
+                                      name=f"dinoseg-warmup-{kind}", daemon=True)
             _threads[kind] = thread
             thread.start()
         return thread

@@ -78,10 +78,24 @@ def write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | N
     layers are made (or remade, when their shape or dtype no longer fits) as needed, without
     taking the selection (or the paint mode) away from the layer the user works on.
     Probabilities are one layer per class with the image's own shape: a class-first stack would
-    add a dimension slider under the canvas for the whole viewer, even while hidden.
+    add a dimension slider under the canvas for the whole viewer, even while hidden. A new
+    probability layer is added one per turn of the event loop (each costs napari ~100 ms on the
+    GUI thread; several classes in one callback froze the viewer that many times over).
     """
     with keep_selection(viewer):
-        _write_segmentations(viewer, segs, index, image_name, probabilities)
+        _write_segmentations(viewer, segs, index, image_name)
+    if not probabilities:
+        return
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    def class_step(k: int, cname: str) -> Any:
+        def step() -> None:
+            if image_name in viewer.layers:  # the user may close it in between
+                with keep_selection(viewer):
+                    _write_probability(viewer, segs, index, image_name, k, cname)
+        return step
+
+    in_steps(viewer, *(class_step(k, c) for k, c in enumerate(segs[-1].class_names)))
 
 
 def _layer_fitting(viewer: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -94,26 +108,34 @@ def _layer_fitting(viewer: Any, name: str, shape: tuple[int, ...], dtype: Any) -
     return layer
 
 
-def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | None,
-                         image_name: str, probabilities: bool) -> None:
-    from headless.segment.probe import class_values_array
+def _fill(target: np.ndarray, segs: list[Any], index: tuple[int, ...] | None,
+          shape: tuple[int, ...], part: Any) -> None:
+    """Write ``part(seg)`` of each segmentation into ``target`` (one slice, or every slice)."""
+    lead = len(shape) - 2
+    items = list(enumerate(segs)) if index is None else [(None, segs[-1])]
+    for i, s in items:
+        idx = index if i is None else (np.unravel_index(i, shape[:lead]) if lead else ())
+        target[idx] = part(s)
 
+
+def _placement(viewer: Any, image_name: str) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """The image's spatial shape, and the scale / translation / metadata of its outputs."""
     img = viewer.layers[image_name]
     shape = spatial_shape(img)
-    lead = len(shape) - 2
+    return shape, {"scale": tuple(img.scale[-len(shape):]),
+                   "translate": tuple(img.translate[-len(shape):]),
+                   "metadata": {META_KEY: {"role": "output", "image": image_name},
+                                "dinoseg_output": True}}
+
+
+def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | None,
+                         image_name: str) -> None:
+    from headless.segment.probe import class_values_array
+
+    shape, where = _placement(viewer, image_name)
     seg0 = segs[-1]
     dtype = class_values_array(seg0.class_values).dtype
-    meta = {META_KEY: {"role": "output", "image": image_name}, "dinoseg_output": True}
     seg_name = f"{image_name} segmentation"
-    scale, translate = tuple(img.scale[-len(shape):]), tuple(img.translate[-len(shape):])
-
-    items = list(enumerate(segs)) if index is None else [(None, seg0)]
-
-    def fill(target: Any, part: Any) -> None:
-        for i, s in items:
-            idx = index if i is None else (np.unravel_index(i, shape[:lead]) if lead else ())
-            target[idx] = part(s)
-
     # a layer made now gets its data whole (no second refresh: napari maps every label to a
     # colour and uploads the texture again on each one); an existing one is written in place
     values = list(seg0.class_values)
@@ -121,26 +143,29 @@ def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | 
     labels_layer = _layer_fitting(viewer, seg_name, shape, dtype)
     if labels_layer is None:
         data = np.zeros(shape, dtype)
-        fill(data, lambda s: s.labels)
-        labels_layer = viewer.add_labels(data, name=seg_name, scale=scale, translate=translate,
-                                         opacity=0.5, metadata=meta)
+        _fill(data, segs, index, shape, lambda s: s.labels)
+        labels_layer = viewer.add_labels(data, name=seg_name, opacity=0.5, **where)
     else:
-        fill(labels_layer.data, lambda s: s.labels)
+        _fill(labels_layer.data, segs, index, shape, lambda s: s.labels)
         labels_layer.refresh()
-    for k, cname in enumerate(seg0.class_names if probabilities else []):
-        name = probability_name(image_name, cname)
-        layer = _layer_fitting(viewer, name, shape, np.float32)
-        if layer is None:
-            data = np.zeros(shape, np.float32)
-            fill(data, lambda s, k=k: s.proba[..., k])
-            viewer.add_image(
-                data, name=name, colormap="magma", blending="additive",
-                contrast_limits=(0.0, 1.0), scale=scale, translate=translate, visible=False,
-                metadata={**meta, "class": cname, "class_index": k})
-        else:
-            fill(layer.data, lambda s, k=k: s.proba[..., k])
-            layer.refresh()
     try:
         labels_layer.features = features
     except Exception:  # noqa: BLE001 - names are a display nicety
         pass
+
+
+def _write_probability(viewer: Any, segs: list[Any], index: tuple[int, ...] | None,
+                       image_name: str, k: int, cname: str) -> None:
+    """Write class ``k``'s probability into its (hidden) layer, made when missing."""
+    shape, where = _placement(viewer, image_name)
+    name = probability_name(image_name, cname)
+    layer = _layer_fitting(viewer, name, shape, np.float32)
+    if layer is None:
+        data = np.zeros(shape, np.float32)
+        _fill(data, segs, index, shape, lambda s: s.proba[..., k])
+        where["metadata"] = {**where["metadata"], "class": cname, "class_index": k}
+        viewer.add_image(data, name=name, colormap="magma", blending="additive",
+                         contrast_limits=(0.0, 1.0), visible=False, **where)
+    else:
+        _fill(layer.data, segs, index, shape, lambda s: s.proba[..., k])
+        layer.refresh()

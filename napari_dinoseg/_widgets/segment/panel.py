@@ -62,7 +62,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         from headless.features.backbones import list_backbones
-        from headless.segment.workflow import DEFAULT_BACKBONE
+        from headless.segment import DEFAULT_BACKBONE
 
         self.viewer = napari_viewer
         self.controller = SegmentController()
@@ -324,7 +324,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
 
     # ------------------------------------------------------------------ settings
     def _on_features_changed(self, *args: Any) -> None:
-        from headless.segment.workflow import DEFAULT_CLASSIFIER
+        from headless.segment import DEFAULT_CLASSIFIER
 
         mode = self.features_combo.currentData()
         vit = mode != "classical"
