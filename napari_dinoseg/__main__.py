@@ -6,7 +6,6 @@ whole window and quits (used for the README's picture and for looking at the GUI
 
 from __future__ import annotations
 
-import argparse
 import os
 
 DOCKS = {
@@ -20,7 +19,9 @@ DOCKS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m napari_dinoseg")
+    from headless.cli import OneLineErrors
+
+    parser = OneLineErrors(prog="python -m napari_dinoseg")
     parser.add_argument("--sample", default="chelsea", choices=("astronaut", "chelsea", "coffee"))
     parser.add_argument("--image", help="open this image file instead of a sample")
     parser.add_argument("--dock", default="features", choices=sorted(DOCKS))

@@ -3,7 +3,7 @@
 Each row names the command line (``{tmp}`` is the row's temporary folder), a ``setup`` that makes
 the hostile files there, the exit code, a regex that the error output must contain, and the files
 whose bytes must be the same afterwards. Every exit-2 error is ONE line
-``dinoseg <command>: error: ...`` (argparse's usage lines may come before it), never a traceback.
+``dinoseg <command>: error: ...`` (argparse's own errors too: no usage lines), never a traceback.
 Everything runs in-process through :func:`headless.cli.main` with tiny models.
 """
 
@@ -695,9 +695,10 @@ OTHER = [
          r"--verify needs exactly one --task"),
     Case("qc-top-0", ["qc", "{tmp}", "--top", "0"], odd_images, 2,
          r"argument --top: must be at least 1"),
-    # unknown options are argparse's top-level error: "dinoseg: error: unrecognized arguments"
+    # unknown options: named by their sub-command, with where to look
     Case("backbones-unknown-option", ["backbones", "--jsn"], None, 2,
-         r"^dinoseg: error: unrecognized arguments: --jsn$", one_line=False),
+         r"^dinoseg backbones: error: unrecognized arguments: --jsn \(see: dinoseg backbones "
+         r"--help\)$"),
 ]
 
 READ_ONLY = [
@@ -758,6 +759,7 @@ def test_hostile_input(case: Case, tmp_path, capsys, monkeypatch):
         lines = err.rstrip("\n").split("\n")
         errors = [ln for ln in lines if re.match(rf"{prefix}( \w+)?: error: ", ln)]
         assert len(errors) == 1 and lines[-1] == errors[0], err
+        assert not any(ln.startswith(("usage:", " ")) for ln in lines), err  # no usage dump
         assert re.search(case.message, errors[0]), err
     for p, digest in before.items():
         assert _digest(tmp_path / p) == digest, f"{p} was changed"

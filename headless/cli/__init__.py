@@ -13,14 +13,28 @@ import importlib
 import os
 import pkgutil
 import sys
+from typing import NoReturn
 
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit code 2, no traceback."""
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, whose command-line errors are one line like every other failure.
+
+    argparse printed the whole usage (up to 12 lines for ``dinoseg segment``) before its error
+    line; the usage stays one ``--help`` away, named in the line. Sub-command parsers inherit
+    the class (``add_subparsers`` makes them with the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="dinoseg",
         description="DINO/DINOv2 features, boxes, SAM masks, scribble segmentation and training.",
     )
@@ -40,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the sub-command they were given to, not by "dinoseg"
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        owner = sub.choices.get(getattr(args, "command", None) or "", parser)
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

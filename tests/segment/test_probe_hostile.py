@@ -58,6 +58,8 @@ def test_the_untampered_file_loads(saved):
     (lambda m: m["meta"].update(feature_dim=None), "meta.feature_dim"),
     (lambda m: m["meta"].update(class_names=[]), "meta.class_names"),
     (lambda m: m["meta"].update(feature_dim=10**30), "meta.feature_dim"),
+    (lambda m: m["meta"].update(feature_dim="8"), "meta.feature_dim"),  # a number as text
+    (lambda m: m["meta"].update(class_values=["85", 170]), "class_values"),
     (lambda m: m.update(classifier=["linear"]), "classifier"),
     (lambda m: m.update(meta=[]), "meta"),
     (lambda m: m["meta"].update(feature_mode="telepathy"), "meta.feature_mode"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from headless.segment.probe.meta import ProbeError
 
@@ -49,8 +49,9 @@ class MetaSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feature_mode: Literal["classical", "bilinear", "hr", "hybrid", "patch"]
-    feature_dim: int = Field(ge=1, le=MAX_FEATURE_DIM)
-    class_values: list[int] = Field(min_length=2, max_length=MAX_CLASSES)
+    # strict: a number written as text ("78") is a damaged or hand-made file, not a probe
+    feature_dim: int = Field(ge=1, le=MAX_FEATURE_DIM, strict=True)
+    class_values: list[StrictInt] = Field(min_length=2, max_length=MAX_CLASSES)
     class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
     backbone: str | None = Field(None, max_length=MAX_NAME)
     feature_options: FeatureOptionsSchema = Field(default_factory=FeatureOptionsSchema)
