@@ -547,8 +547,9 @@ SEGMENT = [
     Case("segment-probe-meta-deep", _p("meta_deep.npz"), probe_files, 2,
          r"meta_deep\.npz: probe metadata is not valid JSON"),
     Case("segment-probe-dim-null", _p("dim_null.npz"), probe_files, 2, r"meta\.feature_dim"),
-    # a whole number written as a string is read as that number (pydantic's lax mode): harmless
-    Case("segment-probe-dim-string", _p("dim_str.npz"), probe_files, 0, r""),
+    # a number written as text: a damaged or hand-made file, refused (no lax conversion)
+    Case("segment-probe-dim-string", _p("dim_str.npz"), probe_files, 2,
+         r"meta\.feature_dim: Input should be a valid integer"),
     Case("segment-probe-dim-huge", _p("dim_huge.npz"), probe_files, 2, r"meta\.feature_dim"),
     Case("segment-probe-sigmas-1e6", _p("sigmas.npz"), probe_files, 2,
          r"feature_options\.sigmas"),
