@@ -334,3 +334,21 @@ def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, 
     assert layer in viewer.layers and not layer.visible and layer.nshapes == 1
     qtbot.waitUntil(lambda: layer.visible, timeout=5000)
     assert editor.show("im.png", [], (40, 40)) is layer and layer.visible  # refilled in place
+
+
+def test_status_bar_names_the_image_shown_after_a_layer_is_reused(make_napari_viewer, qtbot):
+    """napari rewrites its status bar only when the mouse moves: with the layers reused, it
+    kept the previous image's name until then."""
+    from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
+
+    viewer = make_napari_viewer()
+    editor = ShapesEditor(viewer, on_edit=lambda: None)
+    layer = editor.show_image(np.zeros((40, 40), np.uint8), "first.png")
+    viewer.layers.selection.active = layer
+    viewer.mouse_over_canvas = True
+    qtbot.waitUntil(lambda: layer._slicing_state._loaded, timeout=5000)
+    viewer.cursor.position = (5, 5)
+    viewer.update_status_from_cursor()  # what a mouse move over the canvas does
+    assert "first.png" in str(viewer.status)
+    assert editor.show_image(np.ones((40, 40), np.uint8), "second.png") is layer  # reused
+    assert "second.png" in str(viewer.status) and "first.png" not in str(viewer.status)

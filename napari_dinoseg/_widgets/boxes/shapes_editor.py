@@ -46,6 +46,7 @@ class ShapesEditor:
             layer.name = name
             if not layer.rgb:
                 layer.reset_contrast_limits()
+            _refresh_status(self.viewer)
             return layer
         if self._own_image_layer and layer is not None and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
@@ -80,6 +81,7 @@ class ShapesEditor:
             layer = self.layer
             if layer is not None and layer in self.viewer.layers and layer.ndim == 2:
                 _refill(layer, data, kwargs)
+                _refresh_status(self.viewer)
             else:
                 self.disconnect()
                 if layer is not None and layer in self.viewer.layers:
@@ -148,6 +150,15 @@ class ShapesEditor:
             layer.refresh_text()
         finally:
             self._updating = False
+
+
+def _refresh_status(viewer: Any) -> None:
+    """Rewrite napari's status bar (layer name and value under the cursor): napari writes it
+    only when the mouse moves, so a layer refilled in place showed the previous image's name."""
+    try:
+        viewer.update_status_from_cursor()
+    except Exception:  # noqa: BLE001 - a status line is a display nicety, never fatal
+        pass
 
 
 def _show(viewer: Any, layer: Any) -> None:
