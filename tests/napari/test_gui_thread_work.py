@@ -269,7 +269,7 @@ def test_probability_layers_are_added_one_per_turn(make_napari_viewer, qtbot, mo
     assert len(viewer.layers) == 6
 
 
-def test_warm_up_keeps_full_collections_out_of_its_imports():
+def test_warm_up_keeps_full_collections_out_of_its_imports(monkeypatch):
     """A full collection during the warm-up's imports scanned ~500 000 live objects holding the
     GIL (100-300 ms of frozen viewer): the collector is off while warm-ups run (two at once:
     on again after the last), nothing stays frozen, and a host's own frozen objects are left
@@ -303,10 +303,22 @@ def test_warm_up_keeps_full_collections_out_of_its_imports():
     assert seen == [("slow", False), ("quick", False)]
     assert gc.isenabled() and gc.get_freeze_count() == 0
     assert C._state == {"blocks": 0, "paused": False}
-    from napari_dinoseg._widgets.common.models import ModelCache
+    import headless.features.backbones as B
+    import headless.sam as S
+    from napari_dinoseg._widgets.common import models
+    from napari_dinoseg._widgets.sam import controller
 
-    assert ModelCache(lambda *key: gc.isenabled()).get(("vit", "random", "cpu")) is False
-    assert gc.isenabled()  # a dock's model loads the same way (a first load ran one too)
+    # a dock's model is built the same way (a first load ran one too); not its download
+    seen.clear()
+    monkeypatch.setattr(models, "ensure_official_weights",
+                        lambda *a: seen.append(("download", gc.isenabled())))
+    monkeypatch.setattr(B, "load_backbone", lambda *a, **k: seen.append(("build", gc.isenabled())))
+    models.load_backbone_for_dock("test_vit", "official", "cpu")
+    monkeypatch.setattr(S, "resolve_weights", lambda *a: seen.append(("fetch", gc.isenabled())))
+    monkeypatch.setattr(S, "load_sam", lambda *a, **k: seen.append(("sam", gc.isenabled())))
+    controller.load_sam_for_dock("test_sam_tiny", "random", "cpu")
+    assert seen == [("download", True), ("build", False), ("fetch", True), ("sam", False)]
+    assert gc.isenabled()
 
     kept = [[] for _ in range(10)]
     gc.freeze()  # a host application that froze its own objects (before forking, say)

@@ -16,9 +16,7 @@ from napari_dinoseg._widgets.common.collector import long_lived_allocations
 class ModelCache:
     """Models a dock has loaded, once per ``(name, weights, device)``; safe to use from workers.
 
-    ``loader(name, weights, device)`` builds a model (e.g. ``load_backbone``, ``load_sam``);
-    what it makes lives with the dock, so it is kept out of full garbage collections
-    (:func:`~.collector.long_lived_allocations`: one scanned the heap during a first load).
+    ``loader(name, weights, device)`` builds a model (e.g. ``load_backbone``, ``load_sam``).
     """
 
     def __init__(self, loader: Callable[[str, str, str], Any]) -> None:
@@ -29,16 +27,19 @@ class ModelCache:
     def get(self, key: tuple[str, str, str]) -> Any:
         with self._lock:
             if key not in self._items:
-                with long_lived_allocations():
-                    self._items[key] = self._loader(*key)
+                self._items[key] = self._loader(*key)
             return self._items[key]
 
 
 def load_backbone_for_dock(name: str, weights: str, device: str) -> Any:
+    """The backbone, its weights fetched first; the model is built and loaded with full garbage
+    collections held off (it lives with the dock: :func:`~.collector.long_lived_allocations`;
+    one scanned the whole heap, 364 ms, during a first load). The download is outside that."""
     from headless.features.backbones import load_backbone
 
     ensure_official_weights(name, weights)
-    return load_backbone(name, weights, device=device)
+    with long_lived_allocations():
+        return load_backbone(name, weights, device=device)
 
 
 def ensure_official_weights(name: str, weights: str | None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dinoseg._widgets.common.collector import long_lived_allocations
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 NEW_LAYER = "(new layer)"
@@ -109,9 +110,13 @@ def image_hw(image: np.ndarray) -> tuple[int, int]:
 
 
 def load_sam_for_dock(name: str, weights: str, device: str) -> Any:
-    from headless.sam import load_sam
+    """SAM for a dock: the checkpoint resolved (downloaded) first, then built and loaded with
+    full garbage collections held off, as the backbones (:func:`load_backbone_for_dock`)."""
+    from headless.sam import load_sam, resolve_weights
 
-    return load_sam(name, weights, device=device)
+    path = resolve_weights(name, weights)  # None: random weights
+    with long_lived_allocations():
+        return load_sam(name, weights if path is None else path, device=device)
 
 
 class SamController:
