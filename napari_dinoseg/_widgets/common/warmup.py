@@ -7,11 +7,11 @@ thread that froze the viewer for 0.5-1 s on the first "New", the first SAM masks
 boxes image. The scribble dock's first training imports scikit-learn in its worker, and C
 extensions hold the GIL while they load: the first stroke froze the viewer in chunks.
 
-A dock calls :func:`warm_up_later` when it is made: on the next turn of the event loop (once
-the dock is built: a thread started inside ``__init__`` held import locks the dock itself was
-waiting for) one daemon thread per kind and session does those imports while the user looks
-at the dock. Imports in a thread are safe (Python's per-module import locks); a failure only
-means no warm-up. Nothing is warmed up with ``DINOSEG_SYNC=1`` (tests).
+A dock calls :func:`warm_up_later` when it is made: once the dock is built and painted (a
+thread started inside ``__init__`` held import locks the dock itself was waiting for), one
+daemon thread per kind and session does those imports while the user looks at the dock.
+Imports in a thread are safe (Python's per-module import locks); a failure only means no
+warm-up. Nothing is warmed up with ``DINOSEG_SYNC=1`` (tests).
 
 The imports make a few hundred thousand objects that all stay alive (modules, functions,
 classes), yet they counted towards Python's full garbage collection, which ran once or twice
@@ -98,8 +98,16 @@ def warm_up(kind: str = "labels") -> threading.Thread:
         return thread
 
 
+#: how long after a dock is made its warm-up starts: started on the next turn of the event loop,
+#: its C-extension loads (which hold the GIL) fell into the dock's first layout and paint, and
+#: opening the scribble dock stalled 130-180 ms; 300 ms later, 63-68 ms (and the boxes dock
+#: 108-111 -> 88-92 ms). A user does not click in the dock sooner; if one does, the import
+#: just happens where it is first needed.
+WARMUP_DELAY_MS = 300
+
+
 def warm_up_later(kind: str = "labels") -> None:
-    """:func:`warm_up` on the next turn of the Qt event loop (not at all in sync mode)."""
+    """:func:`warm_up` ``WARMUP_DELAY_MS`` after the dock is built (not at all in sync mode)."""
     import os
 
     if os.environ.get("DINOSEG_SYNC", "0") == "1":
@@ -110,7 +118,7 @@ def warm_up_later(kind: str = "labels") -> None:
         if kind in _threads:
             return
         _pending.add(kind)
-    QTimer.singleShot(0, lambda: warm_up(kind))
+    QTimer.singleShot(WARMUP_DELAY_MS, lambda: warm_up(kind))
 
 
 def warmed_up() -> bool:
