@@ -333,8 +333,9 @@ def test_warm_up_keeps_full_collections_out_of_its_imports(monkeypatch):
 
 def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, qtbot,
                                                             monkeypatch):
-    """A Shapes layer's first paint builds 13 shader programs (~120 ms here): added hidden, it
-    is shown on the next turn, so its add and its first paint are two stalls, not one."""
+    """A Shapes layer's first paint builds 13 shader programs (~120 ms here): added (or
+    refilled) hidden, it is shown on the next turn, so its add and its first paint are two
+    stalls, not one."""
     from headless.boxes import Box
     from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
 
@@ -345,7 +346,14 @@ def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, 
     layer = editor.show("im.png", [Box(3, 4, 20, 30, score=0.5, source="lost")], (40, 40))
     assert layer in viewer.layers and not layer.visible and layer.nshapes == 1
     qtbot.waitUntil(lambda: layer.visible, timeout=5000)
-    assert editor.show("im.png", [], (40, 40)) is layer and layer.visible  # refilled in place
+    two = [Box(3, 4, 20, 30, score=0.5, source="lost"), Box(1, 1, 9, 9, score=0.4, source="lost")]
+    assert editor.show("im.png", two, (40, 40)) is layer  # refilled in place, hidden a turn
+    assert not layer.visible and layer.nshapes == 2
+    qtbot.waitUntil(lambda: layer.visible, timeout=5000)
+    layer.visible = False  # the user hides the boxes: a refill keeps them hidden
+    editor.show("im.png", [], (40, 40))
+    qtbot.wait(50)
+    assert not layer.visible and layer.nshapes == 0
 
 
 def test_status_bar_names_the_image_shown_after_a_layer_is_reused(make_napari_viewer, qtbot):
