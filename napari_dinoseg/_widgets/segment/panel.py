@@ -449,11 +449,15 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         if isinstance(result, Notice):
             self.status.setText(result.message)
             return
-        if self.controller.name_missing(result.probe.meta.class_values):
-            self._fill_class_table()  # values painted outside the class table got a name
         self.show_segmentations(result.segmentations, result.slice_index, result.image_name)
-        self.status.setText(summary(result))
-        self._autosave(segmentation=True, probe=True)
+
+        def then() -> None:  # a turn later: the result layer may have cost napari ~120 ms
+            if self.controller.name_missing(result.probe.meta.class_values):
+                self._fill_class_table()  # values painted outside the class table got a name
+            self.status.setText(summary(result))
+            self._autosave(segmentation=True, probe=True)
+
+        in_steps(self.viewer, then)
 
     def show_segmentations(self, segs: list[Any], index: tuple[int, ...] | None,
                            image_name: str) -> None:
