@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SIDE = int(os.environ.get("BENCH_SIDE", "1024"))  # image side: 0.tif tiled to SIDE x SIDE
 GOAL_MS = 100.0
-PARTS = os.environ.get("BENCH_PARTS", "crf,segment,sam,boxes,floor").split(",")  # what to drive
+PARTS = os.environ.get("BENCH_PARTS", "crf,segment,sam,features,boxes,floor").split(",")
 os.environ.pop("DINOSEG_SYNC", None)
 
 
@@ -374,6 +374,52 @@ def main() -> int:
         measure(app, hb, "sam: automatic masks (tiny model)", sam.automatic,
                 lambda: sam._worker is None and len(viewer.layers) > before)
         viewer.window.remove_dock_widget(sam)
+
+    # -- features dock: attention maps, heads, mask and PCA of the SEM image ------------------
+    if "features" in PARTS:
+        from headless.features.backbones import load_backbone
+        from headless.features.views import feature_views
+        from headless.progress import run as run_to_end
+        from napari_dinoseg._widgets.features.panel import FeaturesWidget
+
+        weights = ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+        name, wts = ("dinov2_vits14", str(weights)) if weights.is_file() else \
+            ("test_dinov2_tiny14_reg", "random")
+        docks = {}
+
+        def add_features():
+            docks["features"] = FeaturesWidget(viewer)
+            viewer.window.add_dock_widget(docks["features"], name="Features")
+
+        measure(app, hb, "features: add dock", add_features, warmed_up)
+        fw = docks["features"]
+        fw.backbone_combo.setCurrentText(name)
+        fw.weights_edit.setText(wts)
+        fw.size_spin.setValue(224)
+        n0 = len(viewer.layers)
+        measure(app, hb, f"features: compute views ({name})", fw.run,
+                lambda: len(viewer.layers) >= n0 + 4 and "grid" in fw.status.text())
+        measure(app, hb, "features: compute again (layers in place)", fw.run,
+                lambda: not fw._jobs.busy and "grid" in fw.status.text())
+        # side by side: the same views' layers added in one callback (before) / one per turn
+        # (now), each over an image layer of its own (no layer removed in between)
+        views = run_to_end(feature_views(load_backbone(name, wts), image, size=224))
+        for label, sync in (("features: add the views, one callback (before)", "1"),
+                            ("features: add the views, one per turn (now)", "0")):
+            target = viewer.add_image(image, name=f"{path.stem} {sync}")
+            n = len(viewer.layers)
+            pump(app, lambda: True)
+
+            def add(sync=sync, target=target):
+                os.environ["DINOSEG_SYNC"] = sync  # in_steps runs the steps inline when "1"
+                fw.add_layers(target, views, name)
+                os.environ.pop("DINOSEG_SYNC", None)
+
+            measure(app, hb, label, add,
+                    lambda n=n: len(viewer.layers) >= n + 4 and "grid" in fw.status.text())
+        for ly in list(viewer.layers)[1:]:  # hidden, not removed: later parts draw none of them
+            ly.visible = False
+        viewer.window.remove_dock_widget(fw)
 
     # -- boxes dock (real DINOv2 ViT-S/14 where ../shared has it) ------------------------------
     if "boxes" in PARTS:

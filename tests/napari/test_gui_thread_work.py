@@ -372,3 +372,30 @@ def test_status_bar_names_the_image_shown_after_a_layer_is_reused(make_napari_vi
     assert "first.png" in str(viewer.status)
     assert editor.show_image(np.ones((40, 40), np.uint8), "second.png") is layer  # reused
     assert "second.png" in str(viewer.status) and "first.png" not in str(viewer.status)
+
+
+def test_feature_views_are_added_one_per_turn(make_napari_viewer, qtbot, monkeypatch):
+    """Four views in the result's callback froze the viewer ~0.5 s (~120 ms of napari per new
+    layer): threaded, they come one per turn of the event loop, the status line with the last."""
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.features.panel import FeaturesWidget
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((64, 64)), name="img")
+    widget = FeaturesWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.backbone_combo.setCurrentText("test_dino_tiny16")
+    widget.weights_edit.setText("random")
+    log: list[str] = []
+    viewer.layers.events.inserted.connect(lambda e: log.append(e.value.name))
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append("tick") if log and log[-1] != "tick" else None)
+    ticker.start(0)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.status.text().startswith("attn mean of img"), timeout=60_000)
+    ticker.stop()
+    added = [entry for entry in log if entry != "tick"]
+    assert len(added) == 4 and added[0].startswith("attn mean")
+    assert all(log[log.index(a) + 1] == "tick" for a in added[:-1])  # a turn between adds

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.layer_picking import ImageLayerPicker
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
+from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.features.outputs import foreground_options
 
@@ -43,6 +44,7 @@ class FeaturesWidget(QWidget):
         from headless.features.views import MODES
 
         self.viewer = napari_viewer
+        warm_up_later("labels")  # the attention mask's Labels layer imports, off the GUI thread
         self._backbones = ModelCache(load_backbone_for_dock)
         self._jobs = WorkerSlot(on_busy=lambda busy: self.run_button.setEnabled(not busy),
                                 on_status=lambda text: self.status.setText(text))
@@ -193,8 +195,14 @@ class FeaturesWidget(QWidget):
         self._jobs.start(compute(), show, f"DINO features of {name}")
 
     def add_layers(self, image_layer: Any, views: Any, backbone: str, label: str = "") -> None:
-        """Add or refresh the output layers, laid exactly over ``image_layer``."""
+        """Add or refresh the output layers, laid exactly over ``image_layer``.
+
+        One layer per turn of the event loop (:func:`~.qt_helpers.in_steps`; inline in sync
+        mode): a new napari layer costs the GUI thread ~120 ms here, and the four to six views
+        in one callback froze the viewer for 0.5-0.8 s. The status line comes with the last.
+        """
         from napari_dinoseg._widgets.common.layers import provenance_text
+        from napari_dinoseg._widgets.common.qt_helpers import in_steps
         from napari_dinoseg._widgets.features.outputs import output_layers
 
         base_scale = tuple(image_layer.scale[-2:])
@@ -202,14 +210,26 @@ class FeaturesWidget(QWidget):
         width = (shape[-2] if image_layer.rgb else shape[-1]) * base_scale[1]
         specs = output_layers(views, image_layer.name, backbone, label, base_scale,
                               tuple(image_layer.translate[-2:]), image_width=width)
-        added = [self._add(spec) for spec in specs]
-        gh, gw = views.attn_mean.shape
-        text = f"{provenance_text(added[0].metadata)}; grid {gh}x{gw}"
-        if views.foreground is not None:
-            text += f"; foreground {100 * views.foreground.mask.mean():.0f} % of the image"
-        if views.notes:
-            text += "\n" + "\n".join(views.notes)
-        self.status.setText(text)
+        added: list[Any] = []
+
+        def add(spec: Any) -> Any:
+            def step() -> None:
+                if image_layer in self.viewer.layers:  # the user may close it in between
+                    added.append(self._add(spec))
+            return step
+
+        def status() -> None:
+            if not added:
+                return
+            gh, gw = views.attn_mean.shape
+            text = f"{provenance_text(added[0].metadata)}; grid {gh}x{gw}"
+            if views.foreground is not None:
+                text += f"; foreground {100 * views.foreground.mask.mean():.0f} % of the image"
+            if views.notes:
+                text += "\n" + "\n".join(views.notes)
+            self.status.setText(text)
+
+        in_steps(self.viewer, *(add(spec) for spec in specs), status)
 
     def _add(self, spec: Any) -> Any:
         from napari_dinoseg._widgets.common.layers import add_or_update
