@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SIDE = int(os.environ.get("BENCH_SIDE", "1024"))  # image side: 0.tif tiled to SIDE x SIDE
 GOAL_MS = 100.0
-PARTS = os.environ.get("BENCH_PARTS", "crf,segment,sam,features,boxes,floor").split(",")
+PARTS = os.environ.get(
+    "BENCH_PARTS", "crf,segment,sam,features,embeddings,train,boxes,floor").split(",")
 os.environ.pop("DINOSEG_SYNC", None)
 
 
@@ -420,6 +421,67 @@ def main() -> int:
         for ly in list(viewer.layers)[1:]:  # hidden, not removed: later parts draw none of them
             ly.visible = False
         viewer.window.remove_dock_widget(fw)
+
+    # -- embeddings dock (tiny ViT, random weights: the dock's path, not the map's quality) -----
+    if "embeddings" in PARTS:
+        from PIL import Image
+
+        from napari_dinoseg._widgets.embeddings.panel import EmbeddingsWidget
+
+        pets = work / "pets"
+        rng = np.random.default_rng(0)
+        for c, base in (("dark", 20), ("light", 230)):
+            (pets / c).mkdir(parents=True)
+            for i in range(12):
+                img = np.clip(base + rng.normal(0, 5, (64, 64, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(pets / c / f"{i}.png")
+        docks = {}
+
+        def add_embeddings():
+            docks["emb"] = EmbeddingsWidget(viewer)
+            viewer.window.add_dock_widget(docks["emb"], name="Embeddings")
+
+        measure(app, hb, "embeddings: add dock", add_embeddings, warmed_up)
+        ew = docks["emb"]
+        ew.folder_edit.setText(str(pets))
+        ew.model_fields.set(name="test_dino_tiny16", weights="random", device="cpu")
+        ew.size_spin.setValue(32)
+        ew.k_spin.setValue(4)
+        ew.projection_combo.setCurrentText("pca")
+        measure(app, hb, "embeddings: compute map (24 images)", ew.compute_map,
+                lambda: not ew.slot.busy and ew.layer is not None)
+        measure(app, hb, "embeddings: open a point's image", lambda: ew.open_point(3),
+                lambda: ew.image_layer is not None)
+        for ly in list(viewer.layers)[1:]:
+            ly.visible = False
+        viewer.window.remove_dock_widget(ew)
+
+    # -- Train dock: a tiny classifier run in its own process, followed live -----------------
+    if "train" in PARTS:
+        from headless.train.synthetic import make_shapes_dataset
+        from napari_dinoseg._widgets.train.panel import TrainWidget
+
+        make_shapes_dataset(work / "ds", n_per_class=6, size=24)
+        os.environ["OMP_NUM_THREADS"] = "1"  # the worker process: one thread on 2 cores
+        docks = {}
+
+        def add_train():
+            docks["train"] = TrainWidget(viewer)
+            viewer.window.add_dock_widget(docks["train"], name="Train")
+
+        measure(app, hb, "train: add dock", add_train, lambda: True)
+        tw = docks["train"]
+        tw.data_edit.setText(str(work / "ds"))
+        tw.boxes_edit.setText(str(work / "ds" / "boxes.json"))
+        tw.model_combo.setCurrentText("test_resnet_tiny")
+        for spin, value in ((tw.size_spin, 24), (tw.batch_spin, 4), (tw.workers_spin, 0),
+                            (tw.epochs_spin, 3), (tw.log_spin, 1)):
+            spin.setValue(value)
+        tw.device_combo.setCurrentText("cpu")
+        tw.root_edit.setText(str(work / "runs"))
+        measure(app, hb, "train: launch and follow a run (3 epochs)", tw.launch,
+                lambda: tw.state == "completed", timeout=300)
+        viewer.window.remove_dock_widget(tw)
 
     # -- boxes dock (real DINOv2 ViT-S/14 where ../shared has it) ------------------------------
     if "boxes" in PARTS:

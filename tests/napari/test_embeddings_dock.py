@@ -76,6 +76,7 @@ def test_map_colours_ranks_steps_and_opens(make_napari_viewer, qtbot, monkeypatc
     del reads[:]
 
     layer = viewer.layers["embedding · pets"]
+    qtbot.waitUntil(lambda: layer.visible, timeout=5000)  # added hidden, shown a turn later
     assert layer.data.shape == (13, 2) and w.layer is layer
     assert set(layer.features["class"]) == {"dark", "light"}
     assert "dark/odd.png" in list(layer.features["image"])

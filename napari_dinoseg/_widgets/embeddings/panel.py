@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.notices import notify
-from napari_dinoseg._widgets.common.qt_helpers import hrow, int_spin
+from napari_dinoseg._widgets.common.qt_helpers import hrow, in_steps, int_spin
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot, start
@@ -199,8 +199,13 @@ class EmbeddingsWidget(QWidget):
             item.setEnabled(labelled)
         if self.layer is not None and self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
-        self.layer = self.viewer.add_points(L.world_points(ctl),
+        # added hidden and shown a turn later: napari's first paint of a Points layer (its
+        # shaders and text visual) then gets a turn of its own (one 144-226 ms stall before)
+        self.layer = self.viewer.add_points(L.world_points(ctl), visible=False,
                                             **L.points_kwargs(ctl, folder, "class"))
+        layer = self.layer
+        in_steps(self.viewer, lambda: setattr(layer, "visible", True)
+                 if layer in self.viewer.layers else None)
         self.layer.mode = "select"  # a click selects a point (and opens its image)
         self.layer.selected_data.events.items_changed.connect(self._selection_changed)
         self.viewer.reset_view()
