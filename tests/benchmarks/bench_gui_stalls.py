@@ -10,7 +10,9 @@ repaint or answer the mouse. Goal: no action over 100 ms (opening an image into 
 excluded). The docks run threaded here, as for a user (``DINOSEG_SYNC`` unset). An "add dock"
 action lasts until the dock's warm-up thread has finished (its cost is counted there). The
 ``floor`` part, last, measures napari alone adding the same kinds of layer and dock (no dock
-code): the floor under the actions that add one.
+code): the floor under the actions that add one. Parts (``BENCH_PARTS``): crf, segment, sam,
+features (real ViT-S/14 where ../shared has it; its views added in one callback / one per
+turn, side by side), embeddings, train (a tiny run in its own process), boxes, floor.
 
 Each stall is split with the GUI thread's scheduler counters (:class:`Heartbeat`): cpu (work on
 the GUI thread), queued (waiting for a core: the machine's load) and blocked (waiting for the
