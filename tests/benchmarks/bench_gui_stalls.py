@@ -223,6 +223,9 @@ def napari_alone(app, hb, viewer, shape: tuple[int, int]) -> None:
             lambda: made and made[-1].mode == "paint")
     measure(app, hb, "napari alone: Labels result layer", result_labels, lambda: True)
     measure(app, hb, "napari alone: Shapes layer (3 boxes)", shapes, lambda: True)
+    measure(app, hb, "napari alone: Points layer (24 points)", lambda: made.append(
+        viewer.add_points(np.random.default_rng(0).random((24, 2)) * 100, name="floor points",
+                          face_color="cyan")), lambda: True)
     measure(app, hb, "napari alone: RGB image layer (excluded)",
             lambda: made.append(viewer.add_image(np.zeros((*shape, 3), np.uint8))), lambda: True)
     dock = QLabel("an empty dock")
