@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_dinoseg._widgets.boxes.layers import DEFAULT_FEATURES, image_layer_data, layer_to_boxes
-from napari_dinoseg._widgets.common.qt_helpers import in_steps
+from napari_dinoseg._widgets.common.qt_helpers import show_next_turn
 
 
 class ShapesEditor:
@@ -86,7 +86,7 @@ class ShapesEditor:
             if layer is not None and layer in self.viewer.layers and layer.ndim == 2:
                 if layer.visible:  # refilled hidden, shown a turn later (as a new layer)
                     layer.visible = False
-                    in_steps(self.viewer, lambda: _show(self.viewer, layer))
+                    show_next_turn(self.viewer, layer)
                 _refill(layer, data, kwargs)
                 _refresh_status(self.viewer)
             else:
@@ -96,7 +96,7 @@ class ShapesEditor:
                 layer = self.viewer.add_shapes(data, ndim=2, visible=False, **kwargs)
                 layer.events.data.connect(self._on_data)
                 layer.events.features.connect(self._on_features)
-                in_steps(self.viewer, lambda: _show(self.viewer, layer))
+                show_next_turn(self.viewer, layer)
             layer.mode = "select"
             self.layer = layer
         finally:
@@ -166,12 +166,6 @@ def _refresh_status(viewer: Any) -> None:
         viewer.update_status_from_cursor()
     except Exception:  # noqa: BLE001 - a status line is a display nicety, never fatal
         pass
-
-
-def _show(viewer: Any, layer: Any) -> None:
-    """Make a new Shapes layer visible, a turn after it was added (if still there)."""
-    if layer in viewer.layers:
-        layer.visible = True
 
 
 def _same_kind(layer: Any, data: Any) -> bool:

@@ -10,7 +10,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 __all__ = ["CHECKPOINT_FILTER", "ModelCache", "browse_checkpoint", "float_spin", "hrow",
-           "int_spin", "load_backbone_for_dock"]
+           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn"]
 
 
 def float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2
@@ -90,3 +90,17 @@ def in_steps(viewer: Any, *steps: Any) -> None:
                 QTimer.singleShot(1, next_step)
 
     QTimer.singleShot(1, next_step)
+
+
+def show_next_turn(viewer: Any, layer: Any) -> None:
+    """Make ``layer`` (added or refilled hidden) visible on the next turn of the event loop.
+
+    A layer's first paint with new data (its shader programs, text glyphs, meshes) then gets
+    a turn of its own instead of adding to the turn that made the layer. Nothing happens if
+    the layer was removed in between.
+    """
+    def show() -> None:
+        if layer in viewer.layers:
+            layer.visible = True
+
+    in_steps(viewer, show)

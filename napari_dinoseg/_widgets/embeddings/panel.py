@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.notices import notify
-from napari_dinoseg._widgets.common.qt_helpers import hrow, in_steps, int_spin
+from napari_dinoseg._widgets.common.qt_helpers import hrow, int_spin, show_next_turn
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.warmup import warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot, start
@@ -203,9 +203,7 @@ class EmbeddingsWidget(QWidget):
         # shaders and text visual) then gets a turn of its own (one 144-226 ms stall before)
         self.layer = self.viewer.add_points(L.world_points(ctl), visible=False,
                                             **L.points_kwargs(ctl, folder, "class"))
-        layer = self.layer
-        in_steps(self.viewer, lambda: setattr(layer, "visible", True)
-                 if layer in self.viewer.layers else None)
+        show_next_turn(self.viewer, self.layer)
         self.layer.mode = "select"  # a click selects a point (and opens its image)
         self.layer.selected_data.events.items_changed.connect(self._selection_changed)
         self.viewer.reset_view()
