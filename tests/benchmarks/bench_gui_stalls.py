@@ -190,6 +190,21 @@ def measure(app, hb, name: str, action, until, timeout: float = 300.0) -> None:
         PROFILER.report(hb.gaps)
 
 
+def open_dock(app, hb, viewer, cls, title: str, row: str, until=None):
+    """Measure opening a dock of ``cls`` (until its warm-up has finished, or ``until(dock)``)
+    and return the dock."""
+    from napari_dinoseg._widgets.common.warmup import warmed_up
+
+    made: list = []
+
+    def add():
+        made.append(cls(viewer))
+        viewer.window.add_dock_widget(made[-1], name=title)
+
+    measure(app, hb, row, add, (lambda: until(made[-1])) if until else warmed_up)
+    return made[-1]
+
+
 def tiled(img: np.ndarray, side: int) -> np.ndarray:
     reps = [int(np.ceil(side / s)) for s in img.shape[:2]]
     return np.tile(img, reps + [1] * (img.ndim - 2))[:side, :side]
@@ -242,7 +257,6 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from headless.images import read_image, read_labels
-    from napari_dinoseg._widgets.common.warmup import warmed_up
 
     work = Path(tempfile.mkdtemp(prefix="dinoseg-bench-"))
     image = tiled(read_image(DATA / "scribbles" / "0.tif"), SIDE)
@@ -295,15 +309,9 @@ def main() -> int:
     if "segment" in PARTS:
         from napari_dinoseg._widgets.segment.panel import SegmentWidget
 
-        holder: dict = {}
-
-        def add_segment():
-            holder["w"] = SegmentWidget(viewer)
-            viewer.window.add_dock_widget(holder["w"], name="Scribbles")
-
         # the dock warms napari's first-layer imports up in a thread: counted in this action
-        measure(app, hb, "segment: add dock (nothing saved)", add_segment, warmed_up)
-        w = holder["w"]
+        w = open_dock(app, hb, viewer, SegmentWidget, "Scribbles",
+                      "segment: add dock (nothing saved)")
         shown: list = []
         orig = w.show_segmentations
         w.show_segmentations = lambda *a, **k: (shown.append(1), orig(*a, **k))
@@ -347,14 +355,11 @@ def main() -> int:
             viewer.layers.remove(ly)
         viewer.window.remove_dock_widget(w)
 
-        def add_restoring():
-            holder["w2"] = SegmentWidget(viewer)
-            viewer.window.add_dock_widget(holder["w2"], name="Scribbles again")
-
-        measure(app, hb, "segment: add dock (restoring saved work)", add_restoring,
-                lambda: f"{path.stem} scribbles" in viewer.layers and holder["w2"].probe is not None
-                and holder["w2"]._worker is None)
-        viewer.window.remove_dock_widget(holder["w2"])
+        w2 = open_dock(app, hb, viewer, SegmentWidget, "Scribbles again",
+                       "segment: add dock (restoring saved work)",
+                       lambda d: f"{path.stem} scribbles" in viewer.layers
+                       and d.probe is not None and d._worker is None)
+        viewer.window.remove_dock_widget(w2)
 
     # -- SAM dock (tiny architecture, random checkpoint: the dock's path, not SAM's quality) ----
     if "sam" in PARTS:
@@ -362,14 +367,7 @@ def main() -> int:
         from napari_dinoseg._widgets.sam.panel import SamWidget
 
         ckpt = S.save_random_checkpoint(work / "tiny.pth")
-        docks: dict = {}
-
-        def add_sam():
-            docks["sam"] = SamWidget(viewer)
-            viewer.window.add_dock_widget(docks["sam"], name="SAM")
-
-        measure(app, hb, "sam: add dock", add_sam, warmed_up)
-        sam = docks["sam"]
+        sam = open_dock(app, hb, viewer, SamWidget, "SAM", "sam: add dock")
         sam.model_combo.setCurrentText("test_sam_tiny")
         sam.weights_edit.setText(str(ckpt))
         sam.device_combo.setCurrentText("cpu")
@@ -391,14 +389,7 @@ def main() -> int:
         weights = ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
         name, wts = ("dinov2_vits14", str(weights)) if weights.is_file() else \
             ("test_dinov2_tiny14_reg", "random")
-        docks = {}
-
-        def add_features():
-            docks["features"] = FeaturesWidget(viewer)
-            viewer.window.add_dock_widget(docks["features"], name="Features")
-
-        measure(app, hb, "features: add dock", add_features, warmed_up)
-        fw = docks["features"]
+        fw = open_dock(app, hb, viewer, FeaturesWidget, "Features", "features: add dock")
         fw.backbone_combo.setCurrentText(name)
         fw.weights_edit.setText(wts)
         fw.size_spin.setValue(224)
@@ -440,14 +431,7 @@ def main() -> int:
             for i in range(12):
                 img = np.clip(base + rng.normal(0, 5, (64, 64, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(pets / c / f"{i}.png")
-        docks = {}
-
-        def add_embeddings():
-            docks["emb"] = EmbeddingsWidget(viewer)
-            viewer.window.add_dock_widget(docks["emb"], name="Embeddings")
-
-        measure(app, hb, "embeddings: add dock", add_embeddings, warmed_up)
-        ew = docks["emb"]
+        ew = open_dock(app, hb, viewer, EmbeddingsWidget, "Embeddings", "embeddings: add dock")
         ew.folder_edit.setText(str(pets))
         ew.model_fields.set(name="test_dino_tiny16", weights="random", device="cpu")
         ew.size_spin.setValue(32)
@@ -468,14 +452,7 @@ def main() -> int:
 
         make_shapes_dataset(work / "ds", n_per_class=6, size=24)
         os.environ["OMP_NUM_THREADS"] = "1"  # the worker process: one thread on 2 cores
-        docks = {}
-
-        def add_train():
-            docks["train"] = TrainWidget(viewer)
-            viewer.window.add_dock_widget(docks["train"], name="Train")
-
-        measure(app, hb, "train: add dock", add_train, lambda: True)
-        tw = docks["train"]
+        tw = open_dock(app, hb, viewer, TrainWidget, "Train", "train: add dock", lambda d: True)
         tw.data_edit.setText(str(work / "ds"))
         tw.boxes_edit.setText(str(work / "ds" / "boxes.json"))
         tw.model_combo.setCurrentText("test_resnet_tiny")
@@ -498,14 +475,7 @@ def main() -> int:
             photos.mkdir()
             for p in sorted((DATA / "raccoon_voc").rglob("*.jpg"))[:3]:
                 shutil.copy(p, photos / p.name)
-            docks: dict = {}
-
-            def add_boxes():
-                docks["boxes"] = BoxesWidget(viewer)
-                viewer.window.add_dock_widget(docks["boxes"], name="Boxes")
-
-            measure(app, hb, "boxes: add dock", add_boxes, warmed_up)
-            bx = docks["boxes"]
+            bx = open_dock(app, hb, viewer, BoxesWidget, "Boxes", "boxes: add dock")
             measure(app, hb, "boxes: open folder (3 photos)", lambda: bx.set_folder(photos),
                     lambda: bx.current_image is not None)
             bx.backbone_combo.setCurrentText("dinov2_vits14")

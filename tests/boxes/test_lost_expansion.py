@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from headless.boxes import Box
 from headless.boxes.localize import localize, resolved_settings
 from headless.boxes.localize._grid import open_keeping_seed
 from headless.boxes.localize.handling import DINOV2, attention_prior, centre_tokens
 from headless.boxes.localize.lost import attention_expansion, lost
+from headless.boxes.metrics import iou as box_iou
 
 P = 16
 GRID = (20, 20)
@@ -29,10 +31,8 @@ def block_box(block):
 
 
 def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union
+    """IoU of two ``xyxy`` tuples (the engine's)."""
+    return box_iou(Box(*a), Box(*b))
 
 
 def _twins() -> tuple[np.ndarray, np.ndarray]:

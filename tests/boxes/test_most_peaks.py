@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from headless.boxes import Box
 from headless.boxes.localize import localize, resolved_settings
 from headless.boxes.localize.handling import DINOV2, centre_tokens
 from headless.boxes.localize.most import most
-from headless.boxes.localize.most_peaks import attention_peaks, peak_regions
+from headless.boxes.localize.most_peaks import attention_peaks
+from headless.boxes.metrics import iou as box_iou
 
 P = 16
 GRID = (20, 20)
@@ -27,10 +29,8 @@ def block_box(block):
 
 
 def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union
+    """IoU of two ``xyxy`` tuples (the engine's)."""
+    return box_iou(Box(*a), Box(*b))
 
 
 def _scene(blocks, bumps, seed=3):
@@ -90,7 +90,7 @@ def test_scores_are_attention_shares_and_peaks_are_sorted():
     assert 1.0 >= boxes[0].score > boxes[1].score > 0.0
     peaks = attention_peaks(att, 0.4, np.ones(GRID, bool))
     assert peaks.tolist() == [[14, 14], [6, 5]]
-    assert peak_regions(k, np.zeros(GRID), GRID, P, IMAGE) == []
+    assert most(k, GRID, P, IMAGE, expansion="attention", attention=np.zeros(GRID)) == []
 
 
 def test_the_reference_pools_ignore_the_new_parameters():

@@ -187,6 +187,20 @@ def weigh_by_attention(response: np.ndarray, attn_map: np.ndarray, power: float,
     return np.clip(np.asarray(response, dtype=np.float64), 0.0, None) * located**power
 
 
+def soft_mask(response: np.ndarray, attn_map: np.ndarray | None, grid: tuple[int, int],
+              prior: float, prior_sigma: float, mask_threshold: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(response, mask)`` of LOST's and MOST's expansion: the flat ``response`` weighed by
+    the attention prior when ``prior > 0`` (:func:`weigh_by_attention`), and the ``(h, w)``
+    mask ``response > mask_threshold * max(response)`` (``> 0`` when the threshold is 0)."""
+    h, w = grid
+    if prior > 0:
+        response = weigh_by_attention(response, np.asarray(attn_map).reshape(h, w), prior,
+                                      prior_sigma)
+    cut = float(mask_threshold) * float(response.max()) if mask_threshold > 0 else 0.0
+    return response, (response > cut).reshape(h, w)
+
+
 def clean_attention(attn_map: np.ndarray) -> np.ndarray:
     """Seed 000's cleaning of an ``(h, w)`` map: the (first) maximum replaced by the others' mean.
 

@@ -152,12 +152,10 @@ def lost(
         else:
             similars = potentials[A[seed_index, potentials] > 0.0]
             M = A[similars, :].sum(dim=0).numpy()
-    if prior > 0:
-        from headless.boxes.localize.handling import weigh_by_attention
+    from headless.boxes.localize.handling import soft_mask
 
-        M = weigh_by_attention(M, att.reshape(h, w), prior, prior_sigma)
-    cut = float(mask_threshold) * float(M.max()) if mask_threshold > 0 else 0.0
-    mask = open_keeping_seed((M > cut).reshape(h, w), seed_index, int(opening))
+    M, mask = soft_mask(M, att, (h, w), prior, prior_sigma, mask_threshold)
+    mask = open_keeping_seed(mask, seed_index, int(opening))
     component = seed_component(mask, seed_index)
     if component is None and seed == "attention" and mask.any():
         # the seed fell below the threshold: take the component of the strongest response

@@ -64,18 +64,21 @@ def peak_regions(
     patch_size: int,
     image_hw: Sequence[int],
     *,
-    mask_threshold: float = 0.15,
-    prior: float = 0.5,
-    prior_sigma: float = 1.0,
-    opening: int = 1,
-    peak_prominence: float = 0.4,
-    peak_sigma: float = 1.0,
-    min_mass: float = 0.3,
+    mask_threshold: float,
+    prior: float,
+    prior_sigma: float,
+    opening: int,
+    peak_prominence: float,
+    peak_sigma: float,
+    min_mass: float,
 ) -> list[tuple[tuple[float, float, float, float], float]]:
-    """``[(xyxy in input pixels, attention share)]``, by decreasing share (see module doc)."""
+    """``[(xyxy in input pixels, attention share)]``, by decreasing share (see module doc).
+
+    The options are :func:`~headless.boxes.localize.most.most`'s (its defaults, recorded in
+    the resolved settings, are the only ones)."""
     from skimage.segmentation import watershed
 
-    from headless.boxes.localize.handling import weigh_by_attention
+    from headless.boxes.localize.handling import soft_mask
     from headless.boxes.localize.lost import attention_expansion
 
     h, w = (int(v) for v in grid)
@@ -83,13 +86,10 @@ def peak_regions(
     total = float(att.sum())
     if total <= 0:
         return []
-    M = attention_expansion(tokens, att.reshape(-1))
-    if prior > 0:
-        M = weigh_by_attention(M, att, prior, prior_sigma)
-    top = float(M.max())
-    if top <= 0:
+    M, mask = soft_mask(attention_expansion(tokens, att.reshape(-1)), att, (h, w), prior,
+                        prior_sigma, mask_threshold)
+    if float(M.max()) <= 0:
         return []
-    mask = (M > float(mask_threshold) * top).reshape(h, w)
     if opening > 0:
         opened = ndimage.binary_opening(mask, structure=FOUR_CONNECTIVITY,
                                         iterations=int(opening))
