@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,12 +95,13 @@ def _open_schedstat():
 
 
 class Profiler:
-    """What the GUI thread ran during long gaps (``BENCH_PROFILE=1``): every Python call and
-    C call on the GUI thread that took over 30 ms, with its innermost repository frames."""
+    """What ran during long gaps (``BENCH_PROFILE=1``): every Python call and C call over 20 ms,
+    on the GUI thread and (marked with the thread's name) in the threads started after the
+    profiler (a worker holding the GIL shows as *blocked* time of the GUI thread)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, float, int, str]] = []  # (start, duration, depth, where)
-        self._stack: list[float] = []
+        self._stacks: dict[int, list[float]] = {}
 
     def _where(self, frame, name: str) -> str:
         code = frame.f_code
@@ -107,10 +109,11 @@ class Profiler:
         return f"{name} ({short}:{code.co_firstlineno})"
 
     def hook(self, frame, event, arg) -> None:
+        stack = self._stacks.setdefault(threading.get_ident(), [])
         if event in ("call", "c_call"):
-            self._stack.append(time.perf_counter())
-        elif event in ("return", "c_return", "c_exception") and self._stack:
-            t0 = self._stack.pop()
+            stack.append(time.perf_counter())
+        elif event in ("return", "c_return", "c_exception") and stack:
+            t0 = stack.pop()
             d = time.perf_counter() - t0
             if d > 0.02:
                 if event == "return":
@@ -118,7 +121,10 @@ class Profiler:
                 else:
                     name = "C " + (getattr(arg, "__qualname__", None)
                                    or getattr(arg, "__name__", ""))
-                self.calls.append((t0, d, len(self._stack), self._where(frame, name)))
+                thread = threading.current_thread()
+                if thread is not threading.main_thread():
+                    name = f"[{thread.name}] {name}"
+                self.calls.append((t0, d, len(stack), self._where(frame, name)))
 
     def _gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -127,8 +133,6 @@ class Profiler:
             t0 = getattr(self, "_gc_t0", time.perf_counter())
             d = time.perf_counter() - t0
             if d > 0.02:
-                import threading
-
                 where = "GUI thread" if threading.current_thread() is threading.main_thread() \
                     else threading.current_thread().name
                 self.calls.append((t0, d, 0, f"GC full collection (in {where})"))
@@ -138,6 +142,7 @@ class Profiler:
 
         gc.callbacks.append(self._gc)
         sys.setprofile(self.hook)
+        threading.setprofile(self.hook)
 
     def report(self, gaps) -> None:
         """The call tree (calls over 20 ms) of the two longest gaps."""

@@ -114,6 +114,9 @@ def warm_up_later(kind: str = "labels") -> None:
         return
     from qtpy.QtCore import QTimer
 
+    from napari_dinoseg._widgets.common import torch_import
+
+    torch_import.install()
     with _lock:
         if kind in _threads:
             return

@@ -127,6 +127,10 @@ def start(
 
     from napari.qt.threading import create_worker
 
+    from napari_dinoseg._widgets.common import torch_import
+
+    torch_import.install()  # a first ``import torch`` in the job loads its libraries GIL-free
+
     def body() -> Generator[Any, None, Any]:
         # errors come back as a value: superqt drops RuntimeErrors ("aborted thread") and napari
         # re-raises the others in Qt (a second notification, or an abort without napari.run())
