@@ -399,3 +399,73 @@ def test_feature_views_are_added_one_per_turn(make_napari_viewer, qtbot, monkeyp
     added = [entry for entry in log if entry != "tick"]
     assert len(added) == 4 and added[0].startswith("attn mean")
     assert all(log[log.index(a) + 1] == "tick" for a in added[:-1])  # a turn between adds
+
+
+def test_labels_layer_added_in_turns(make_napari_viewer, qtbot, monkeypatch):
+    """napari added a Labels layer in one piece (its visuals, two tool overlays, the selection
+    change, its first paint: 100-140 ms). Threaded, it comes hidden with its overlays hidden,
+    is shown on the next turn, its overlays after that; an output leaves the selection alone."""
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.layers import TOOL_OVERLAYS, add_labels
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
+    changes: list[object] = []  # (napari's layer list also emits empty changes)
+    viewer.layers.selection.events.changed.connect(
+        lambda e: changes.append(e) if e.added or e.removed else None)
+    log: list[str] = []
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append("tick"))
+    ticker.start(0)
+    layer = add_labels(viewer, np.ones((32, 32), np.uint8), select=False, name="out")
+    overlays = [layer._overlays[name] for name in TOOL_OVERLAYS]
+    assert layer in viewer.layers and not layer.visible
+    assert not any(o.visible for o in overlays)
+    assert viewer.layers.selection.active is image and not changes  # never selected
+    layer.events.visible.connect(lambda e: log.append("shown"))
+    for name, overlay in zip(TOOL_OVERLAYS, overlays):
+        overlay.events.visible.connect(lambda e, name=name: log.append(name))
+    qtbot.waitUntil(lambda: all(o.visible for o in overlays), timeout=5000)
+    ticker.stop()
+    assert layer.visible
+    steps = [entry for entry in log if entry != "tick"]
+    assert steps == ["shown", *TOOL_OVERLAYS]
+    assert all(log[log.index(s) - 1] == "tick" for s in steps)  # each on a turn of its own
+
+    hidden = add_labels(viewer, np.ones((32, 32), np.uint8), name="hidden", visible=False)
+    assert viewer.layers.selection.active is hidden  # select=True: napari's usual
+    qtbot.waitUntil(lambda: hidden._overlays["brush_stroke"].visible, timeout=5000)
+    assert not hidden.visible  # asked for hidden: stays hidden
+
+
+def test_layer_to_paint_on_is_shown_at_once(make_napari_viewer, monkeypatch):
+    """napari cannot paint into a Labels layer never shown (it has no slice yet): the scribble
+    layer is added visible, only its overlays wait."""
+    from napari_dinoseg._widgets.common.layers import add_labels
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    layer = add_labels(viewer, np.zeros((32, 32), np.uint8), hide=False, name="scribbles")
+    assert layer.visible and not layer._overlays["brush_stroke"].visible
+    layer.data_setitem((np.array([3, 4]), np.array([5, 5])), 2)
+    assert layer.data[3, 5] == 2 and layer.data[4, 5] == 2
+
+
+def test_keep_selection_leaves_an_unchanged_selection_alone(make_napari_viewer):
+    """Each selection change costs napari 20-40 ms of events: nothing changed, nothing is
+    restored."""
+    from napari_dinoseg._widgets.common.selection import keep_selection
+
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((8, 8)), name="a")
+    changes: list[object] = []
+    viewer.layers.selection.events.changed.connect(
+        lambda e: changes.append(e) if e.added or e.removed else None)
+    with keep_selection(viewer):
+        pass
+    assert not changes
+    with keep_selection(viewer):
+        viewer.add_image(np.zeros((8, 8)), name="b")  # napari selects it ...
+    assert viewer.layers.selection.active is a and list(viewer.layers.selection) == [a]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_dinoseg._widgets.boxes.layers import DEFAULT_FEATURES, image_layer_data, layer_to_boxes
+from napari_dinoseg._widgets.common.layers import add_image
 from napari_dinoseg._widgets.common.qt_helpers import show_next_turn
 
 
@@ -50,7 +51,8 @@ class ShapesEditor:
             return layer
         if self._own_image_layer and layer is not None and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
-        self.image_layer = self.viewer.add_image(data, name=name)
+        # the selection stays (on the boxes, when they are being edited)
+        self.image_layer = add_image(self.viewer, data, select=False, name=name)
         self._own_image_layer = True
         return self.image_layer
 

@@ -42,9 +42,10 @@ def slice_label(layer: Any, viewer: Any) -> str:
     return " [" + ",".join(str(i) for i in idx) + "]"
 
 
-def add_or_update(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any) -> Any:
+def add_or_update(viewer: Any, kind: str, data: Any, name: str, select: bool = True,
+                  **kwargs: Any) -> Any:
     """Replace the data of layer ``name`` if it exists (keeping the user's display settings),
-    else add a new layer of ``kind`` ('image' or 'labels')."""
+    else add a new layer of ``kind`` ('image' or 'labels', :func:`add_in_turns`)."""
     if name in viewer.layers:
         layer = viewer.layers[name]
         if layer.data.shape == np.shape(data) and type(layer).__name__.lower() == kind:
@@ -54,8 +55,74 @@ def add_or_update(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any) -
                     setattr(layer, key, kwargs[key])
             return layer
         viewer.layers.remove(layer)
-    add = getattr(viewer, f"add_{kind}")
-    return add(data, name=name, **kwargs)
+    add = {"labels": add_labels, "image": add_image}[kind]
+    return add(viewer, data, select=select, name=name, **kwargs)
+
+
+#: a Labels layer's tool overlays (polygon, brush stroke): napari makes the vispy visuals of
+#: those that are visible as the layer is added (~20 ms each here), on top of ~80 ms for the
+#: layer itself; those it finds hidden it makes once they are shown
+TOOL_OVERLAYS = ("polygon", "brush_stroke")
+
+
+def add_in_turns(viewer: Any, layer: Any, select: bool = True,
+                 overlays: tuple[str, ...] = (), hide: bool = True) -> Any:
+    """Add ``layer`` to ``viewer`` in turns of the event loop (inline in sync mode).
+
+    napari adds a layer in one piece: its visuals, controls, the selection change and (in the
+    same turn) its first paint, 100-140 ms of frozen viewer on this machine. Here the layer is
+    added hidden, with its ``overlays`` hidden; it is shown on the next turn (the first paint:
+    shader programs, texture) and its overlays one per turn after that. A layer made hidden
+    stays hidden. ``select=False`` leaves napari's selection as it is (an output layer: no
+    selection change and back, 20-40 ms). ``hide=False`` shows the layer at once: a layer
+    to paint on (napari cannot paint into a layer that was never shown: it has no slice).
+    """
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps, show_overlays
+
+    show = bool(layer.visible) and hide
+    if show:
+        layer.visible = False
+    hidden = hide_overlays(layer, overlays)
+    layers = viewer.layers
+    activate = getattr(layers, "_activate_on_insert", None)
+    if not select and activate is not None:
+        layers._activate_on_insert = False  # napari's private switch: no selection change
+    try:
+        layers.append(layer)
+    finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
+    steps = [lambda: setattr(layer, "visible", True)] if show else []
+    in_steps(viewer, *steps, *show_overlays(hidden))
+    return layer
+
+
+def add_labels(viewer: Any, data: Any, select: bool = True, hide: bool = True,
+               **kwargs: Any) -> Any:
+    """``viewer.add_labels`` through :func:`add_in_turns` (its tool overlays later too)."""
+    from napari.layers import Labels
+
+    return add_in_turns(viewer, Labels(data, **kwargs), select, TOOL_OVERLAYS, hide)
+
+
+def add_image(viewer: Any, data: Any, select: bool = True, **kwargs: Any) -> Any:
+    """``viewer.add_image`` (one layer: no ``channel_axis``) through :func:`add_in_turns`."""
+    from napari.layers import Image
+
+    return add_in_turns(viewer, Image(data, **kwargs), select)
+
+
+def hide_overlays(layer: Any, names: tuple[str, ...]) -> list[Any]:
+    """Hide ``layer``'s visible overlays called ``names`` (napari's private ``_overlays``;
+    none when a napari version lacks it); the overlays hidden."""
+    found = getattr(layer, "_overlays", {})
+    hidden = []
+    for name in names:
+        overlay = found.get(name) if hasattr(found, "get") else None
+        if overlay is not None and getattr(overlay, "visible", False):
+            overlay.visible = False
+            hidden.append(overlay)
+    return hidden
 
 
 #: Metadata key under which every dock records where an output layer came from.

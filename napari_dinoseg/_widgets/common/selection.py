@@ -25,8 +25,10 @@ def keep_selection(viewer: Any) -> Iterator[None]:
     try:
         yield
     finally:
+        unchanged = (selection.active is active and set(selection) == set(chosen)
+                     and getattr(active, "mode", None) == mode)
         alive = [ly for ly in chosen if ly in viewer.layers]
-        if alive or active is not None:
+        if not unchanged and (alive or active is not None):  # (each change costs napari events)
             selection.clear()
             selection.update(alive)
             if active is not None and active in viewer.layers:

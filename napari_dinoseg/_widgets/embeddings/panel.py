@@ -327,6 +327,7 @@ class EmbeddingsWidget(QWidget):
 
     def _place_image(self, path: Path, image: Any) -> None:
         from headless.images import is_rgb
+        from napari_dinoseg._widgets.common.layers import add_image
 
         if not self._alive():
             return
@@ -344,9 +345,9 @@ class EmbeddingsWidget(QWidget):
         first = old is None or old not in self.viewer.layers
         if not first:
             self.viewer.layers.remove(old)
-        self.image_layer = self.viewer.add_image(image, name=name, rgb=rgb, scale=scale,
-                                                 translate=translate)
-        self.viewer.layers.selection.active = self.layer  # clicks keep selecting points
+        # the points keep the selection: clicks go on choosing points
+        self.image_layer = add_image(self.viewer, image, select=False, name=name, rgb=rgb,
+                                     scale=scale, translate=translate)
         if first:
             self.viewer.reset_view()
 

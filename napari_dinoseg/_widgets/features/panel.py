@@ -234,4 +234,5 @@ class FeaturesWidget(QWidget):
     def _add(self, spec: Any) -> Any:
         from napari_dinoseg._widgets.common.layers import add_or_update
 
-        return add_or_update(self.viewer, spec.kind, spec.data, spec.name, **spec.kwargs)
+        return add_or_update(self.viewer, spec.kind, spec.data, spec.name, select=False,
+                             **spec.kwargs)

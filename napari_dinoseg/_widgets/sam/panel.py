@@ -30,7 +30,7 @@ from napari_dinoseg._widgets.common.layer_picking import (
     source_path,
     watch_layers,
 )
-from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, provenance_text
+from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, add_labels, provenance_text
 from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.selection import keep_selection
@@ -381,8 +381,9 @@ class SamWidget(QWidget):
                                         weights=sam.weights_label),
                 **masks_metadata(ms, sam, extra)}
         with keep_selection(self.viewer):
-            layer = self.viewer.add_labels(
-                parts["labels"], name=output_layer_name(kind, image_layer.name, tag, sam.is_random),
+            layer = add_labels(
+                self.viewer, parts["labels"], select=False,
+                name=output_layer_name(kind, image_layer.name, tag, sam.is_random),
                 features=parts["features"], scale=tuple(image_layer.scale[-2:]),
                 translate=tuple(image_layer.translate[-2:]), opacity=0.5, metadata=meta)
         self._say(f"{ms.n} mask(s) -> '{layer.name}' ({provenance_text(meta)})")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_dinoseg._widgets.common.layers import add_image, add_labels
 from napari_dinoseg._widgets.common.selection import keep_selection
 from napari_dinoseg._widgets.segment.controller import spatial_shape
 
@@ -51,8 +52,9 @@ def set_label_features(layer: Any, features: dict[str, list]) -> None:
 
 def add_scribble_layer(viewer: Any, img: Any, data: np.ndarray, name: str) -> Any:
     """A scribble Labels layer over ``img`` (same scale and translation, marked as scribbles)."""
-    return viewer.add_labels(
-        data, name=name, scale=img.scale[-data.ndim:], translate=img.translate[-data.ndim:],
+    return add_labels(
+        viewer, data, hide=False, name=name, scale=img.scale[-data.ndim:],
+        translate=img.translate[-data.ndim:],
         metadata={META_KEY: {"role": "scribbles", "image": img.name}}, opacity=0.8,
     )
 
@@ -61,8 +63,9 @@ def add_saved_segmentation(viewer: Any, img: Any, seg: np.ndarray, name: str) ->
     """The segmentation layer of ``img`` from a saved segmentation (the selection stays)."""
     n = seg.ndim
     with keep_selection(viewer):
-        return viewer.add_labels(
-            seg, name=name, scale=img.scale[-n:], translate=img.translate[-n:], opacity=0.5,
+        return add_labels(
+            viewer, seg, select=False, name=name, scale=img.scale[-n:],
+            translate=img.translate[-n:], opacity=0.5,
             metadata={META_KEY: {"role": "output", "image": img.name}, "dinoseg_output": True})
 
 
@@ -144,7 +147,7 @@ def _write_segmentations(viewer: Any, segs: list[Any], index: tuple[int, ...] | 
     if labels_layer is None:
         data = np.zeros(shape, dtype)
         _fill(data, segs, index, shape, lambda s: s.labels)
-        labels_layer = viewer.add_labels(data, name=seg_name, opacity=0.5, **where)
+        labels_layer = add_labels(viewer, data, select=False, name=seg_name, opacity=0.5, **where)
     else:
         _fill(labels_layer.data, segs, index, shape, lambda s: s.labels)
         labels_layer.refresh()
@@ -164,8 +167,8 @@ def _write_probability(viewer: Any, segs: list[Any], index: tuple[int, ...] | No
         data = np.zeros(shape, np.float32)
         _fill(data, segs, index, shape, lambda s: s.proba[..., k])
         where["metadata"] = {**where["metadata"], "class": cname, "class_index": k}
-        viewer.add_image(data, name=name, colormap="magma", blending="additive",
-                         contrast_limits=(0.0, 1.0), visible=False, **where)
+        add_image(viewer, data, select=False, name=name, colormap="magma", blending="additive",
+                  contrast_limits=(0.0, 1.0), visible=False, **where)
     else:
         _fill(layer.data, segs, index, shape, lambda s: s.proba[..., k])
         layer.refresh()
