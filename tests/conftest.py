@@ -43,6 +43,13 @@ def shared_weights() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _python_collector(monkeypatch):
+    """GUI sessions move CPython's full collections to the user's pauses; a test process keeps
+    CPython's own (the collector's tests install it themselves)."""
+    monkeypatch.setenv("DINOSEG_GC", "python")
+
+
+@pytest.fixture(autouse=True)
 def _isolated_weights_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's real weight cache from tests."""
     monkeypatch.setenv("DINOSEG_CACHE", str(tmp_path_factory.mktemp("weights-cache")))

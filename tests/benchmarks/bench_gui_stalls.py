@@ -413,9 +413,18 @@ def main() -> int:
             pump(app, lambda: True)
 
             def add(sync=sync, target=target):
-                os.environ["DINOSEG_SYNC"] = sync  # in_steps runs the steps inline when "1"
-                fw.add_layers(target, views, name)
-                os.environ.pop("DINOSEG_SYNC", None)
+                if sync == "1":  # before: napari's own add of every view, in one callback
+                    from napari_dinoseg._widgets.features.outputs import output_layers
+
+                    scale = tuple(target.scale[-2:])
+                    specs = output_layers(views, target.name, name, "", scale,
+                                          tuple(target.translate[-2:]),
+                                          image_width=target.data.shape[1] * scale[1])
+                    for spec in specs:
+                        getattr(viewer, f"add_{spec.kind}")(spec.data, name=spec.name,
+                                                            **spec.kwargs)
+                else:
+                    fw.add_layers(target, views, name)
 
             measure(app, hb, label, add,
                     lambda n=n: len(viewer.layers) >= n + 4 and "grid" in fw.status.text())
@@ -491,6 +500,10 @@ def main() -> int:
     if "floor" in PARTS:
         napari_alone(app, hb, viewer, image.shape[:2])
     viewer.close()
+    from napari_dinoseg._widgets.common.collector import _installed
+
+    if _installed:
+        print(f"\nfull collections run in pauses (IdleCollections): {_installed[0].collections}")
 
     print("\n| action | longest stall (ms) | of which GUI thread cpu / queued / blocked (ms) "
           "| total (s) |\n|---|---:|---:|---:|")

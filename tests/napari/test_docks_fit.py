@@ -47,6 +47,8 @@ def test_groups_fold(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     w = TrainWidget(viewer)
     qtbot.addWidget(w)
+    # the sections take their places one per turn of the event loop (a dock added in pieces)
+    qtbot.waitUntil(lambda: len(w.findChildren(QCollapsible)) == 4, timeout=5000)
     sections = w.findChildren(QCollapsible)
     assert [s.text() for s in sections] == ["Data", "Job", "Optimisation", "Run"]
     w.show()

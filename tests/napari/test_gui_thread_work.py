@@ -469,3 +469,57 @@ def test_keep_selection_leaves_an_unchanged_selection_alone(make_napari_viewer):
     with keep_selection(viewer):
         viewer.add_image(np.zeros((8, 8)), name="b")  # napari selects it ...
     assert viewer.layers.selection.active is a and list(viewer.layers.selection) == [a]
+
+
+def test_dock_sections_take_their_places_one_per_turn(make_napari_viewer, qtbot, monkeypatch):
+    """Qt polishes and lays out a whole dock as napari adds it (the Train dock: ~150 widgets):
+    the first section is in place at once, the others come one per turn, in order."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QLabel, QWidget
+
+    from napari_dinoseg._widgets.common.scrolling import fill_in_turns, scroll_layout
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    panel = QWidget()
+    qtbot.addWidget(panel)
+    layout = scroll_layout(panel)
+    parts = [QLabel(f"part {i}") for i in range(4)]
+    log: list[object] = []
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append(layout.count()))
+    ticker.start(0)
+    fill_in_turns(layout, parts, viewer)
+    assert layout.count() == 2 and layout.itemAt(0).widget() is parts[0]  # + the stretch
+    qtbot.waitUntil(lambda: layout.count() == 5, timeout=5000)
+    ticker.stop()
+    assert [layout.itemAt(i).widget() for i in range(4)] == parts
+    assert layout.itemAt(4).spacerItem() is not None  # the stretch stays last
+    counts = [c for c in log if isinstance(c, int)]
+    assert all(b - a <= 1 for a, b in zip(counts, counts[1:]))  # never two in one turn
+
+
+def test_caption_glyphs_warm_up_a_few_per_turn_and_wait_for_jobs(make_napari_viewer, qtbot,
+                                                                  monkeypatch):
+    """vispy draws each new glyph on the CPU (~5 ms): a first Shapes / Points layer spent
+    ~70 ms of its first paint on them. They are made beforehand, a few per turn, never while a
+    dock's job runs (it competes for the GIL)."""
+    import napari_dinoseg._widgets.common.warmup as W
+    from napari_dinoseg._widgets.common import collector as C
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    glyphs = "ŒÆØ§¶Ð"  # none drawn before in this process (napari's font may be shared)
+    monkeypatch.setattr(W, "GLYPHS", glyphs)
+    monkeypatch.setattr(W, "WARMUP_DELAY_MS", 1)
+    monkeypatch.setattr(C, "_activity", {"running": 1, "last": 0.0})  # a job runs
+    viewer = make_napari_viewer()
+    font = W._canvas_font(viewer)
+    assert font is not None
+    made = set(font._glyphs)
+    assert not set(glyphs) & made
+    W.warm_up_glyphs_later(viewer)
+    qtbot.wait(3 * W.GLYPHS_WAIT_MS)
+    assert set(font._glyphs) == made and not W.warmed_up()  # waiting for the job
+    C._activity["running"] = 0
+    qtbot.waitUntil(W.warmed_up, timeout=10_000)
+    assert set(glyphs) <= set(font._glyphs)

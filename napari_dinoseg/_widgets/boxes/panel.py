@@ -36,7 +36,7 @@ from napari_dinoseg._widgets.boxes.shapes_editor import ShapesEditor
 from napari_dinoseg._widgets.common.layer_picking import active_image_layer, source_path
 from napari_dinoseg._widgets.common.notices import notify_all
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
-from napari_dinoseg._widgets.common.warmup import warm_up_later
+from napari_dinoseg._widgets.common.warmup import warm_up_glyphs_later, warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,6 +56,7 @@ class BoxesWidget(QWidget):
         self.controller = BoxesController()
         self.shapes = ShapesEditor(self.viewer, self.save_current)
         warm_up_later("shapes")  # the first Shapes layer's numba compile, off the GUI thread
+        warm_up_glyphs_later(self.viewer)  # its captions' glyphs, a few per turn
         self._jobs = WorkerSlot(on_busy=lambda busy: self._update_buttons())
         self._box_writes = 0  # computes that saved boxes (an image read before one is stale)
 

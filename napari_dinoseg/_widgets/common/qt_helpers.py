@@ -73,6 +73,7 @@ def in_steps(viewer: Any, *steps: Any) -> None:
     """
     from qtpy.QtCore import QTimer
 
+    from napari_dinoseg._widgets.common.collector import note_activity
     from napari_dinoseg._widgets.common.workers import sync_mode
 
     if sync_mode():
@@ -85,6 +86,7 @@ def in_steps(viewer: Any, *steps: Any) -> None:
     # the event loop (no repaint in between); a real timer waits for the next pass
     def next_step() -> None:
         if todo and viewer_open(viewer):
+            note_activity()
             todo.pop(0)()
             if todo:
                 QTimer.singleShot(1, next_step)

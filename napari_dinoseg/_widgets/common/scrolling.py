@@ -124,3 +124,28 @@ def collapsible(group: QGroupBox, expanded: bool = True) -> QWidget:
     else:
         section.collapse(animate=False)
     return section
+
+
+def fill_in_turns(layout: QVBoxLayout, widgets: list[QWidget], viewer: Any) -> None:
+    """Put ``widgets`` into ``layout``: the first now, the others one per turn of the event loop
+    (inline with ``DINOSEG_SYNC=1``), then a stretch.
+
+    Qt polishes and lays out every widget of a dock as napari adds it: the Train dock's ~150
+    widgets froze the viewer 40 ms in ``addDockWidget`` alone (14 ms with its first section),
+    and its first layout and paint after. Each later section gets a turn of its own; the
+    widgets all exist from the start (only their place in the dock waits).
+    """
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    def put(widget: QWidget) -> Any:
+        def step() -> None:
+            try:
+                layout.insertWidget(layout.count() - 1, widget)
+            except RuntimeError:  # the dock was closed (and deleted) in between
+                pass
+        return step
+
+    first, rest = widgets[0], widgets[1:]
+    layout.addWidget(first)
+    layout.addStretch(1)
+    in_steps(viewer, *(put(w) for w in rest))

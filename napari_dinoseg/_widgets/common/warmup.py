@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from importlib import import_module
+from typing import Any
 
 from napari_dinoseg._widgets.common.collector import long_lived_allocations
 
@@ -114,9 +115,9 @@ def warm_up_later(kind: str = "labels") -> None:
         return
     from qtpy.QtCore import QTimer
 
-    from napari_dinoseg._widgets.common import torch_import
+    from napari_dinoseg._widgets.common import session
 
-    torch_import.install()
+    session.prepare()
     with _lock:
         if kind in _threads:
             return
@@ -128,3 +129,73 @@ def warmed_up() -> bool:
     """Whether every warm-up asked for so far has finished (benchmarks wait for it)."""
     with _lock:
         return not _pending and not any(t.is_alive() for t in _threads.values())
+
+
+#: the glyphs a first caption draws: vispy measures every text with "ÅÉÑŐjgpqy" (even an empty
+#: one: a Points layer's), then the caption's own characters. Each new glyph is drawn by Qt and
+#: turned into a distance field on the CPU, ~5 ms: a first Shapes / Points layer spent 70 ms
+#: of its first paint on them.
+GLYPHS = ("ÅÉÑŐjgpqy0123456789.:-_()%/ abcdefghijklmnopqrstuvwxyz"
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+GLYPHS_PER_TURN = 2
+GLYPHS_WAIT_MS = 200  # while a dock's job runs (it competes for the GIL), glyphs wait
+
+
+def warm_up_glyphs_later(viewer: Any) -> None:
+    """Make the glyphs of :data:`GLYPHS` in the viewer's canvas font, a few per turn of the
+    event loop (GUI thread: Qt draws them), from ``WARMUP_DELAY_MS`` after the dock is built,
+    pausing while a dock's job runs (again later: only the glyphs not made yet).
+
+    Not in sync mode (tests); nothing when napari's canvas has no font of its own (older or
+    newer napari: its private ``font_info``).
+    """
+    import os
+
+    if os.environ.get("DINOSEG_SYNC", "0") == "1":
+        return
+    from qtpy.QtCore import QTimer
+
+    with _lock:
+        if "glyphs" in _pending:
+            return
+        _pending.add("glyphs")
+    QTimer.singleShot(WARMUP_DELAY_MS, lambda: _glyph_steps(viewer))
+
+
+def _canvas_font(viewer: Any) -> Any:
+    """The font napari's text visuals draw with (its canvas's shared font manager), or None."""
+    try:
+        info = viewer.window._qt_viewer.canvas.font_info
+        info = info() if callable(info) else info
+        return info.font_manager.get_font(info.face, False, False)
+    except Exception:  # noqa: BLE001 - another napari: no warm-up, napari draws them later
+        return None
+
+
+def _glyph_steps(viewer: Any) -> None:
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.collector import jobs_running
+    from napari_dinoseg._widgets.common.qt_helpers import viewer_open
+
+    font = _canvas_font(viewer)
+    known = getattr(font, "_glyphs", {})
+    todo = [c for c in dict.fromkeys(GLYPHS) if c not in known] if font is not None else []
+
+    def step() -> None:
+        if not todo or not viewer_open(viewer):
+            with _lock:
+                _pending.discard("glyphs")
+            return
+        if jobs_running():
+            QTimer.singleShot(GLYPHS_WAIT_MS, step)
+            return
+        try:
+            for char in todo[:GLYPHS_PER_TURN]:
+                font[char]
+        except Exception:  # noqa: BLE001 - a warm-up only: napari draws them when needed
+            todo.clear()
+        del todo[:GLYPHS_PER_TURN]
+        QTimer.singleShot(1, step)
+
+    step()

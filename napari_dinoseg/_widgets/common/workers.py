@@ -17,6 +17,8 @@ from typing import Any
 
 from napari.utils import progress as napari_progress
 
+from napari_dinoseg._widgets.common.collector import note_activity
+
 
 def sync_mode() -> bool:
     return os.environ.get("DINOSEG_SYNC", "0") == "1"
@@ -106,6 +108,8 @@ def start(
 
     def done() -> None:
         state["done"] = True
+        if not sync_mode():
+            note_activity(-1)
         if state["bar"] is not None:
             state["bar"].close()
         if on_finish is not None:
@@ -127,9 +131,9 @@ def start(
 
     from napari.qt.threading import create_worker
 
-    from napari_dinoseg._widgets.common import torch_import
+    from napari_dinoseg._widgets.common import session
 
-    torch_import.install()  # a first ``import torch`` in the job loads its libraries GIL-free
+    session.prepare()  # torch's first import GIL-free; full collections in the user's pauses
 
     def body() -> Generator[Any, None, Any]:
         # errors come back as a value: superqt drops RuntimeErrors ("aborted thread") and napari
@@ -153,6 +157,7 @@ def start(
     worker.returned.connect(returned)
     worker.errored.connect(fail)
     worker.finished.connect(done)
+    note_activity(+1)
     worker.start()
     return worker
 

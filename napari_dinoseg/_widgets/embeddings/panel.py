@@ -29,7 +29,7 @@ from napari_dinoseg._widgets.common.fields import ModelFields
 from napari_dinoseg._widgets.common.notices import notify
 from napari_dinoseg._widgets.common.qt_helpers import hrow, int_spin, show_next_turn
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
-from napari_dinoseg._widgets.common.warmup import warm_up_later
+from napari_dinoseg._widgets.common.warmup import warm_up_glyphs_later, warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot, start
 from napari_dinoseg._widgets.embeddings import layers as L
 from napari_dinoseg._widgets.embeddings.controller import (
@@ -65,6 +65,7 @@ class EmbeddingsWidget(QWidget):
 
         self.viewer = napari_viewer
         warm_up_later("labels")  # the map's Points layer imports pandas: off the GUI thread
+        warm_up_glyphs_later(self.viewer)  # its captions' glyphs, a few per turn
         self.controller = EmbeddingController()
         self.folder: Path | None = None  # the folder of the map on screen
         self.layer: Any = None  # the map's Points layer

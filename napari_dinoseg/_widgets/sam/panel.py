@@ -34,7 +34,7 @@ from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, add_labels, pr
 from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.selection import keep_selection
-from napari_dinoseg._widgets.common.warmup import warm_up_later
+from napari_dinoseg._widgets.common.warmup import warm_up_glyphs_later, warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.sam.batch_job import attach_sam_job
 from napari_dinoseg._widgets.sam.controller import (
@@ -78,6 +78,7 @@ class SamWidget(QWidget):
         self.viewer = napari_viewer
         self.controller = SamController()
         warm_up_later("labels")  # the first masks layer's imports, off the GUI thread
+        warm_up_glyphs_later(self.viewer)  # its captions' glyphs, a few per turn
         self._jobs = WorkerSlot(on_busy=self._set_busy, on_status=self._say)
         d = AutoMaskParams()
 

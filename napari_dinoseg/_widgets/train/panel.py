@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_dinoseg._widgets.common.qt_helpers import hrow
-from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
+from napari_dinoseg._widgets.common.scrolling import collapsible, fill_in_turns, scroll_layout
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.train.classifier_fields import ClassifierFields
 from napari_dinoseg._widgets.train.controller import (
@@ -148,10 +148,7 @@ class TrainWidget(ClassifierFields, QWidget):
 
         layout = scroll_layout(self)
         self.sections = [collapsible(box) for box in (data_box, model_box, opt_box, run_box)]
-        for section in self.sections:
-            layout.addWidget(section)
-        layout.addWidget(self.progress_view)
-        layout.addStretch(1)
+        fill_in_turns(layout, [*self.sections, self.progress_view], self.viewer)
 
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
@@ -261,6 +258,9 @@ class TrainWidget(ClassifierFields, QWidget):
 
     def poll(self) -> None:
         """Read new log lines and refresh the bar, curves, state and confusion matrix."""
+        from napari_dinoseg._widgets.common.collector import note_activity
+
+        note_activity()  # a live view: full collections wait (see IdleCollections)
         records = self.controller.poll()
         if records is None:
             return
