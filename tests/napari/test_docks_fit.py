@@ -30,6 +30,9 @@ def test_docks_scroll_and_keep_their_width(make_napari_viewer, qtbot, names):
         # nothing cut off at the right: the content fits the visible width
         assert inner.width() <= area.viewport().width() + 1
         assert inner.minimumSizeHint().width() <= area.viewport().width() + 1
+        # the size hint napari docks the area at already holds the width it is then fitted
+        # to (content, scroll bar, the dock's title and buttons)
+        assert area.sizeHint().width() >= area.minimumWidth() == area.needed_width()
     if names == ("Train",):  # taller than the window: it scrolls, and the curves are there
         area = panels[0].scroll_area
         assert area.widget().height() > area.viewport().height()

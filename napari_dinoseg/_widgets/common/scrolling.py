@@ -32,23 +32,28 @@ class _Area(QScrollArea):
         hint = super().minimumSizeHint()
         inner = self.widget()
         if inner is not None:
-            bar = self.verticalScrollBar().sizeHint().width()
-            hint.setWidth(inner.minimumSizeHint().width() + bar + 2)
+            hint.setWidth(self.needed_width())
             hint.setHeight(min(MIN_HEIGHT, inner.minimumSizeHint().height()))
         return hint
 
-    def fit_width(self) -> None:
-        """Keep the area (hence the dock) as wide as the content's minimum plus the scroll bar."""
+    def needed_width(self) -> int:
+        """The content's minimum width plus the scroll bar, and room for the dock's title and
+        its three buttons (once in a dock)."""
         inner = self.widget()
         if inner is None:
-            return
+            return 0
         bar = self.verticalScrollBar().sizeHint().width()
         width = inner.minimumSizeHint().width() + bar + 2
         dock = self._dock()
-        if dock is not None:  # and wide enough for the dock's title and its three buttons
+        if dock is not None:
             width = max(width, self.fontMetrics().horizontalAdvance(dock.windowTitle())
                         + TITLE_BUTTONS_PX)
-        self.setMinimumWidth(width)
+        return width
+
+    def fit_width(self) -> None:
+        """Keep the area (hence the dock) as wide as :meth:`needed_width`."""
+        if self.widget() is not None:
+            self.setMinimumWidth(self.needed_width())
 
     def _dock(self) -> Any:
         from qtpy.QtWidgets import QDockWidget
@@ -62,26 +67,47 @@ class _Area(QScrollArea):
         from qtpy.QtCore import QEvent
 
         if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.fit_width()
+            self.fit_width_later()
         return super().eventFilter(obj, event)
 
+    def fit_width_later(self) -> None:
+        """:meth:`fit_width` on the next turn of the event loop (once for many requests): a
+        new width re-lays out the window and repaints napari's canvas (30-40 ms here), which
+        then gets a turn of its own instead of adding to the dock's first layout."""
+        if getattr(self, "_fit_pending", False):
+            return
+        self._fit_pending = True
+        from qtpy.QtCore import QTimer
+
+        def fit() -> None:
+            try:
+                self._fit_pending = False
+                self.fit_width()
+            except RuntimeError:  # the dock was closed (and deleted) in between
+                pass
+
+        QTimer.singleShot(1, fit)
+
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
-        self.fit_width()
+        self.fit_width_later()
         super().showEvent(event)
         viewer = getattr(self.parentWidget(), "viewer", None)
         if not getattr(self, "_shown", False) and viewer is not None:
             self._shown = True
             # the new dock narrowed the canvas: fit the image again once the layout settled
-            # (else an image opened before the dock, e.g. a sample, shows cropped)
+            # (else an image opened before the dock, e.g. a sample, shows cropped); a turn
+            # after the width is fitted (its own repaint)
             from qtpy.QtCore import QTimer
 
-            QTimer.singleShot(0, lambda: _reset_view(viewer))
+            QTimer.singleShot(20, lambda: _reset_view(viewer))
 
     def sizeHint(self) -> Any:  # noqa: N802 - Qt's name
+        # as wide as fit_width will make it (the title's room too): napari docks the area at
+        # this width (once styled, the content may still ask for a little more: fit_width)
         hint = super().sizeHint()
         inner = self.widget().sizeHint() if self.widget() is not None else hint
         bar = self.verticalScrollBar().sizeHint().width()
-        hint.setWidth(max(hint.width(), inner.width() + bar))
+        hint.setWidth(max(hint.width(), inner.width() + bar, self.needed_width()))
         hint.setHeight(min(inner.height() + 4, PREFERRED_HEIGHT))
         return hint
 

@@ -138,13 +138,14 @@ def warmed_up() -> bool:
 GLYPHS = ("ÅÉÑŐjgpqy0123456789.:-_()%/ abcdefghijklmnopqrstuvwxyz"
           "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 GLYPHS_PER_TURN = 2
-GLYPHS_WAIT_MS = 200  # while a dock's job runs (it competes for the GIL), glyphs wait
+GLYPHS_WAIT_MS = 200  # while a dock's job or a warm-up thread runs (GIL), glyphs wait
 
 
 def warm_up_glyphs_later(viewer: Any) -> None:
     """Make the glyphs of :data:`GLYPHS` in the viewer's canvas font, a few per turn of the
     event loop (GUI thread: Qt draws them), from ``WARMUP_DELAY_MS`` after the dock is built,
-    pausing while a dock's job runs (again later: only the glyphs not made yet).
+    pausing while a dock's job or a warm-up thread runs: both compete for the GIL, and a glyph
+    then took 50-160 ms instead of 5 (again later: only the glyphs not made yet).
 
     Not in sync mode (tests); nothing when napari's canvas has no font of its own (older or
     newer napari: its private ``font_info``).
@@ -187,8 +188,8 @@ def _glyph_steps(viewer: Any) -> None:
             with _lock:
                 _pending.discard("glyphs")
             return
-        if jobs_running():
-            QTimer.singleShot(GLYPHS_WAIT_MS, step)
+        if jobs_running() or any(t.is_alive() for t in list(_threads.values())):
+            QTimer.singleShot(GLYPHS_WAIT_MS, step)  # a thread competes for the GIL: later
             return
         try:
             for char in todo[:GLYPHS_PER_TURN]:
