@@ -99,8 +99,9 @@ class IdleCollections:
         self._thresholds = thresholds
         gc.set_threshold(thresholds[0], thresholds[1], 2**30)
         from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
 
-        self._timer = QTimer()
+        self._timer = QTimer(QApplication.instance())  # Qt's to delete, with the application
         self._timer.setInterval(CHECK_MS)
         self._timer.timeout.connect(self.check)
         self._timer.start()
