@@ -523,3 +523,30 @@ def test_caption_glyphs_warm_up_a_few_per_turn_and_wait_for_jobs(make_napari_vie
     C._activity["running"] = 0
     qtbot.waitUntil(W.warmed_up, timeout=10_000)
     assert set(glyphs) <= set(font._glyphs)
+
+
+def test_steps_of_two_callers_share_one_queue(make_napari_viewer, qtbot, monkeypatch):
+    """Two chains of steps for one viewer (a layer's own turns, the dock's next layer) fired in
+    the same turn: they join one queue, one step per turn, in order."""
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    log: list[str] = []
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append("tick") if log and log[-1] != "tick" else None)
+    ticker.start(0)
+
+    def a1() -> None:
+        log.append("a1")
+        in_steps(viewer, lambda: log.append("nested"))  # asked for from inside a step
+
+    in_steps(viewer, a1, lambda: log.append("a2"))
+    in_steps(viewer, lambda: log.append("b1"))
+    qtbot.waitUntil(lambda: "nested" in log, timeout=5000)
+    ticker.stop()
+    steps = [entry for entry in log if entry != "tick"]
+    assert steps == ["a1", "a2", "b1", "nested"]
+    assert all(log[log.index(s) + 1] == "tick" for s in steps[:-1])  # a turn between steps

@@ -62,14 +62,21 @@ def viewer_open(viewer: Any) -> bool:
     return window is None or hasattr(window, "_qt_window")
 
 
+#: the steps waiting, per viewer (``id``; one chain of timers drains each): steps asked for by
+#: different callers join one queue, so two chains never put two steps into one turn
+_queues: dict[int, list[Any]] = {}
+
+
 def in_steps(viewer: Any, *steps: Any) -> None:
     """Call ``steps`` one per turn of the event loop (inline with ``DINOSEG_SYNC=1``).
 
     Each step that adds a napari layer costs the GUI thread its visuals and first paint; one
     per turn lets the viewer repaint and answer the mouse in between, where several in one
-    callback would add up to one long stall. The steps left are dropped once ``viewer`` has
-    closed; a step must check that what it works on is still there (the user may close a
-    layer in between).
+    callback would add up to one long stall. Steps of every caller go into one queue per
+    viewer, in order (two chains of their own fired in the same turn: a layer's first paint
+    and the next layer's add made one stall again). The steps left are dropped once
+    ``viewer`` has closed; a step must check that what it works on is still there (the user
+    may close a layer in between).
     """
     from qtpy.QtCore import QTimer
 
@@ -80,16 +87,26 @@ def in_steps(viewer: Any, *steps: Any) -> None:
         for step in steps:
             step()
         return
-    todo = list(steps)
+    key = id(viewer)
+    if key in _queues:  # a chain is draining this viewer's queue: join it
+        _queues[key].extend(steps)
+        return
+    queue = _queues[key] = list(steps)
 
     # 1 ms, not 0: Qt delivers 0 ms single shots as posted events, all in the same pass of
     # the event loop (no repaint in between); a real timer waits for the next pass
     def next_step() -> None:
-        if todo and viewer_open(viewer):
-            note_activity()
-            todo.pop(0)()
-            if todo:
+        if not queue or not viewer_open(viewer):
+            _queues.pop(key, None)
+            return
+        note_activity()
+        try:
+            queue.pop(0)()
+        finally:  # (a step that fails is napari's to show; the others still run)
+            if queue and viewer_open(viewer):
                 QTimer.singleShot(1, next_step)
+            else:
+                _queues.pop(key, None)
 
     QTimer.singleShot(1, next_step)
 
