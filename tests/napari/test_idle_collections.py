@@ -146,3 +146,22 @@ def test_install_once_per_session_and_opt_out(qtbot, monkeypatch):
         assert first._timer.isActive()
     finally:
         first.uninstall()
+
+
+def test_typing_in_a_field_counts_as_input(qtbot):
+    """Typing moves no pointer: the focused field's text (a line edit's, a text document's
+    revision) is part of what the collector watches."""
+    from qtpy.QtWidgets import QLineEdit, QPlainTextEdit
+
+    line, text = QLineEdit(), QPlainTextEdit()
+    qtbot.addWidget(line)
+    qtbot.addWidget(text)
+    assert C._typed(None) is None
+    before = C._typed(line)
+    qtbot.keyClicks(line, "runs")
+    assert C._typed(line) != before and C._typed(line) == C._typed(line)
+    before = C._typed(text)
+    qtbot.keyClicks(text, "x")
+    assert C._typed(text) != before
+    state = C._pointer_state()
+    assert len(state) == 3 and isinstance(state[1], bool)

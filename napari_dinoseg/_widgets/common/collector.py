@@ -60,7 +60,7 @@ def long_lived_allocations() -> Iterator[None]:
 #: the GIL (the viewer frozen whichever thread collected). :class:`IdleCollections` keeps the
 #: young generations as they are and runs the full one when the user pauses.
 CHECK_MS = 500  # how often the GUI thread looks
-IDLE_S = 2.0  # no pointer motion, no mouse button and no dock activity for this long
+IDLE_S = 2.0  # no pointer motion, mouse button, typing or dock activity for this long
 MIN_GAP_S = 30.0  # at most one full collection per 30 s while idle
 MAX_GAP_S = 300.0  # and one at the latest after 5 min of use without a pause
 OPT_OUT = "DINOSEG_GC"  # =python: leave CPython's collector as it is
@@ -72,8 +72,9 @@ class IdleCollections:
     Installing raises CPython's third threshold so it never starts a full collection itself
     (generations 0 and 1 stay automatic: a few ms each). A Qt timer then runs one when a full
     collection is due (at least CPython's own count of young collections since the last) and
-    the user has paused for ``IDLE_S`` (the pointer still, no button down, no dock job or
-    layer step: :func:`note_activity`), at most every ``MIN_GAP_S``; after ``MAX_GAP_S``
+    the user has paused for ``IDLE_S`` (the pointer still, no button down, no typing in the
+    focused field, no dock job or layer step: :func:`note_activity`), at most every
+    ``MIN_GAP_S``; after ``MAX_GAP_S``
     without a pause it runs anyway, so garbage cycles never pile up. Not installed when the
     collector is off or its thresholds are not CPython's own (the host tuned them).
     """
@@ -124,7 +125,7 @@ class IdleCollections:
         """One look (the timer's): run a full collection if due and the user paused."""
         now = self._clock()
         seen = self._pointer()
-        if seen != self._seen or (seen is not None and seen[1]):  # moved, or a button down
+        if seen != self._seen or (seen is not None and seen[1]):  # moved, typed, button down
             self._seen, self._last_input = seen, now
         if not self.due() or not gc.isenabled():  # (a long-lived block turned it off)
             return False
@@ -140,13 +141,32 @@ class IdleCollections:
 
 
 def _pointer_state() -> Any:
-    """(pointer position, whether a mouse button is down), application-wide."""
+    """What the user's hands changed, application-wide: the pointer's position, whether a
+    mouse button is down, and the focused text field with its text (typing moves no pointer)."""
     from qtpy.QtCore import Qt
     from qtpy.QtGui import QCursor
     from qtpy.QtWidgets import QApplication
 
     pos = QCursor.pos()
-    return (pos.x(), pos.y()), QApplication.mouseButtons() != Qt.MouseButton.NoButton
+    down = QApplication.mouseButtons() != Qt.MouseButton.NoButton
+    return (pos.x(), pos.y()), down, _typed(QApplication.focusWidget())
+
+
+def _typed(widget: Any) -> Any:
+    """The focused widget and where its text stands (a line edit's text, a text document's
+    revision: cheap), or None."""
+    if widget is None:
+        return None
+    if hasattr(widget, "document") and callable(widget.document):  # QTextEdit and kin
+        try:
+            return id(widget), widget.document().revision()
+        except (AttributeError, RuntimeError):
+            return id(widget), None
+    text = getattr(widget, "text", None)
+    try:
+        return id(widget), text() if callable(text) else None
+    except RuntimeError:  # deleted meanwhile
+        return None
 
 
 # what the docks are doing: jobs running, and when they last started / ended one or a layer step

@@ -13,6 +13,10 @@ daemon thread per kind and session does those imports while the user looks at th
 Imports in a thread are safe (Python's per-module import locks); a failure only means no
 warm-up. Nothing is warmed up with ``DINOSEG_SYNC=1`` (tests).
 
+:func:`warm_up_glyphs_later` makes the glyphs of the usual captions in napari's canvas font, a
+few per turn of the event loop (Qt draws them: GUI thread), before a dock's first Shapes or
+Points layer needs them.
+
 The imports make a few hundred thousand objects that all stay alive (modules, functions,
 classes), yet they counted towards Python's full garbage collection, which ran once or twice
 during a warm-up: 100-300 ms each with napari and torch loaded, holding the GIL, so the viewer
