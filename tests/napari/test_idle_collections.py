@@ -165,3 +165,37 @@ def test_typing_in_a_field_counts_as_input(qtbot):
     assert C._typed(text) != before
     state = C._pointer_state()
     assert len(state) == 3 and isinstance(state[1], bool)
+
+
+def test_a_real_session_collects_in_a_pause_not_during_a_job(make_napari_viewer, qtbot,
+                                                             monkeypatch):
+    """Installed by a dock opening (threaded, as for a user), on Qt's own timer and pointer:
+    the due collection waits while a job runs, and runs once the session is still."""
+    from napari_dinoseg._widgets.segment.panel import SegmentWidget
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    monkeypatch.setenv("DINOSEG_GC", "")
+    monkeypatch.setattr(C, "_installed", [])
+    monkeypatch.setattr(C, "CHECK_MS", 50)
+    monkeypatch.setattr(C, "IDLE_S", 0.3)
+    monkeypatch.setattr(C, "MIN_GAP_S", 0.0)
+    monkeypatch.setattr(C, "_activity", {"running": 0, "last": 0.0})
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)  # the dock's warm-up call installs it
+    qtbot.addWidget(widget)
+    try:
+        collections = C._installed[0] if C._installed else None
+        assert collections is not None and collections._timer.isActive()
+        from napari_dinoseg._widgets.common.warmup import warmed_up
+
+        qtbot.waitUntil(warmed_up, timeout=120_000)  # (its imports run with the collector off)
+        C.note_activity(+1)  # a job runs
+        make_due()
+        qtbot.wait(800)
+        assert collections.collections == 0 and collections.due()
+        C.note_activity(-1)
+        qtbot.waitUntil(lambda: collections.collections == 1, timeout=5000)
+        assert not collections.due()
+    finally:
+        for installed in C._installed:
+            installed.uninstall()
