@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for command_parser in sub.choices.values():  # who names an unknown option (main)
+        command_parser.set_defaults(_parser=command_parser)
     return parser
 
 
@@ -56,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the sub-command they were given to, not by "dinoseg"
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        owner = sub.choices.get(getattr(args, "command", None) or "", parser)
-        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

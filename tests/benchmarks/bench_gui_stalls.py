@@ -34,6 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("DINOSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+WEIGHTS = ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"  # real ViT-S/14
 SIDE = int(os.environ.get("BENCH_SIDE", "1024"))  # image side: 0.tif tiled to SIDE x SIDE
 GOAL_MS = 100.0
 PARTS = os.environ.get(
@@ -391,7 +392,7 @@ def main() -> int:
         from headless.progress import run as run_to_end
         from napari_dinoseg._widgets.features.panel import FeaturesWidget
 
-        weights = ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+        weights = WEIGHTS
         name, wts = ("dinov2_vits14", str(weights)) if weights.is_file() else \
             ("test_dinov2_tiny14_reg", "random")
         fw = open_dock(app, hb, viewer, FeaturesWidget, "Features", "features: add dock")
@@ -414,13 +415,7 @@ def main() -> int:
 
             def add(sync=sync, target=target):
                 if sync == "1":  # before: napari's own add of every view, in one callback
-                    from napari_dinoseg._widgets.features.outputs import output_layers
-
-                    scale = tuple(target.scale[-2:])
-                    specs = output_layers(views, target.name, name, "", scale,
-                                          tuple(target.translate[-2:]),
-                                          image_width=target.data.shape[1] * scale[1])
-                    for spec in specs:
+                    for spec in fw.layer_specs(target, views, name):
                         getattr(viewer, f"add_{spec.kind}")(spec.data, name=spec.name,
                                                             **spec.kwargs)
                 else:
@@ -481,7 +476,7 @@ def main() -> int:
 
     # -- boxes dock (real DINOv2 ViT-S/14 where ../shared has it) ------------------------------
     if "boxes" in PARTS:
-        weights = ROOT.parent / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+        weights = WEIGHTS
         if weights.is_file():
             from napari_dinoseg._widgets.boxes.panel import BoxesWidget
 

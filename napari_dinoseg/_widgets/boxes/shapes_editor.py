@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari_dinoseg._widgets.boxes.layers import DEFAULT_FEATURES, image_layer_data, layer_to_boxes
-from napari_dinoseg._widgets.common.layers import add_image
+from napari_dinoseg._widgets.common.layers import add_image, add_in_turns
 from napari_dinoseg._widgets.common.qt_helpers import show_next_turn
 
 
@@ -95,10 +95,11 @@ class ShapesEditor:
                 self.disconnect()
                 if layer is not None and layer in self.viewer.layers:
                     self.viewer.layers.remove(layer)
-                layer = self.viewer.add_shapes(data, ndim=2, visible=False, **kwargs)
+                from napari.layers import Shapes
+
+                layer = add_in_turns(self.viewer, Shapes(data, ndim=2, **kwargs))
                 layer.events.data.connect(self._on_data)
                 layer.events.features.connect(self._on_features)
-                show_next_turn(self.viewer, layer)
             layer.mode = "select"
             self.layer = layer
         finally:

@@ -77,7 +77,9 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
     selection change and back, 20-40 ms). ``hide=False`` shows the layer at once: a layer
     to paint on (napari cannot paint into a layer that was never shown: it has no slice).
     """
-    from napari_dinoseg._widgets.common.qt_helpers import in_steps, show_overlays
+    from functools import partial
+
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps, show_next_turn
 
     show = bool(layer.visible) and hide
     if show:
@@ -92,8 +94,9 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
     finally:
         if activate is not None:
             layers._activate_on_insert = activate
-    steps = [lambda: setattr(layer, "visible", True)] if show else []
-    in_steps(viewer, *steps, *show_overlays(hidden))
+    if show:
+        show_next_turn(viewer, layer)
+    in_steps(viewer, *(partial(setattr, overlay, "visible", True) for overlay in hidden))
     return layer
 
 

@@ -10,7 +10,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 __all__ = ["CHECKPOINT_FILTER", "ModelCache", "browse_checkpoint", "float_spin", "hrow",
-           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn", "show_overlays"]
+           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn"]
 
 
 def float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2
@@ -124,10 +124,3 @@ def show_next_turn(viewer: Any, layer: Any) -> None:
 
     in_steps(viewer, show)
 
-
-def show_overlays(overlays: list[Any]) -> list[Any]:
-    """Steps for :func:`in_steps` that show each of ``overlays`` (one per step)."""
-    def show(overlay: Any) -> Any:
-        return lambda: setattr(overlay, "visible", True)
-
-    return [show(o) for o in overlays]

@@ -28,6 +28,9 @@ class _Area(QScrollArea):
     """Scrolls vertically only: as wide as the content needs (nothing cut off at the right),
     as short as the window leaves (the rest scrolls)."""
 
+    _fit_pending = False  # a fit_width is waiting for the next turn
+    _shown = False  # shown once (the image was fitted again then)
+
     def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt's name
         hint = super().minimumSizeHint()
         inner = self.widget()
@@ -74,7 +77,7 @@ class _Area(QScrollArea):
         """:meth:`fit_width` on the next turn of the event loop (once for many requests): a
         new width re-lays out the window and repaints napari's canvas (30-40 ms here), which
         then gets a turn of its own instead of adding to the dock's first layout."""
-        if getattr(self, "_fit_pending", False):
+        if self._fit_pending:
             return
         self._fit_pending = True
         from qtpy.QtCore import QTimer
@@ -92,7 +95,7 @@ class _Area(QScrollArea):
         self.fit_width_later()
         super().showEvent(event)
         viewer = getattr(self.parentWidget(), "viewer", None)
-        if not getattr(self, "_shown", False) and viewer is not None:
+        if not self._shown and viewer is not None:
             self._shown = True
             # the new dock narrowed the canvas: fit the image again once the layout settled
             # (else an image opened before the dock, e.g. a sample, shows cropped); a turn

@@ -48,6 +48,13 @@ SEGMENT_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "headless.segment
 _lock = threading.Lock()
 _threads: dict[str, threading.Thread] = {}
 _pending: set[str] = set()
+
+
+def _threads_running() -> bool:
+    """Whether a warm-up thread is still importing (it holds the GIL in C-extension loads)."""
+    return any(t.is_alive() for t in list(_threads.values()))
+
+
 def _run(job: Callable[[], None]) -> None:
     with long_lived_allocations():
         job()
@@ -113,9 +120,9 @@ WARMUP_DELAY_MS = 300
 
 def warm_up_later(kind: str = "labels") -> None:
     """:func:`warm_up` ``WARMUP_DELAY_MS`` after the dock is built (not at all in sync mode)."""
-    import os
+    from napari_dinoseg._widgets.common.workers import sync_mode
 
-    if os.environ.get("DINOSEG_SYNC", "0") == "1":
+    if sync_mode():
         return
     from qtpy.QtCore import QTimer
 
@@ -132,7 +139,7 @@ def warm_up_later(kind: str = "labels") -> None:
 def warmed_up() -> bool:
     """Whether every warm-up asked for so far has finished (benchmarks wait for it)."""
     with _lock:
-        return not _pending and not any(t.is_alive() for t in _threads.values())
+        return not _pending and not _threads_running()
 
 
 #: the glyphs a first caption draws: vispy measures every text with "ÅÉÑŐjgpqy" (even an empty
@@ -154,9 +161,9 @@ def warm_up_glyphs_later(viewer: Any) -> None:
     Not in sync mode (tests); nothing when napari's canvas has no font of its own (older or
     newer napari: its private ``font_info``).
     """
-    import os
+    from napari_dinoseg._widgets.common.workers import sync_mode
 
-    if os.environ.get("DINOSEG_SYNC", "0") == "1":
+    if sync_mode():
         return
     from qtpy.QtCore import QTimer
 
@@ -192,7 +199,7 @@ def _glyph_steps(viewer: Any) -> None:
             with _lock:
                 _pending.discard("glyphs")
             return
-        if jobs_running() or any(t.is_alive() for t in list(_threads.values())):
+        if jobs_running() or _threads_running():
             QTimer.singleShot(GLYPHS_WAIT_MS, step)  # a thread competes for the GIL: later
             return
         try:

@@ -108,8 +108,6 @@ def start(
 
     def done() -> None:
         state["done"] = True
-        if not sync_mode():
-            note_activity(-1)
         if state["bar"] is not None:
             state["bar"].close()
         if on_finish is not None:
@@ -157,6 +155,7 @@ def start(
     worker.returned.connect(returned)
     worker.errored.connect(fail)
     worker.finished.connect(done)
+    worker.finished.connect(lambda: note_activity(-1))
     note_activity(+1)
     worker.start()
     return worker

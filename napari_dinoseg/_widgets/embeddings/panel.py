@@ -26,8 +26,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_dinoseg._widgets.common.fields import ModelFields
+from napari_dinoseg._widgets.common.layers import add_image, add_in_turns
 from napari_dinoseg._widgets.common.notices import notify
-from napari_dinoseg._widgets.common.qt_helpers import hrow, int_spin, show_next_turn
+from napari_dinoseg._widgets.common.qt_helpers import hrow, int_spin
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.warmup import warm_up_glyphs_later, warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot, start
@@ -202,9 +203,10 @@ class EmbeddingsWidget(QWidget):
             self.viewer.layers.remove(self.layer)
         # added hidden and shown a turn later: napari's first paint of a Points layer (its
         # shaders and text visual) then gets a turn of its own (one 144-226 ms stall before)
-        self.layer = self.viewer.add_points(L.world_points(ctl), visible=False,
-                                            **L.points_kwargs(ctl, folder, "class"))
-        show_next_turn(self.viewer, self.layer)
+        from napari.layers import Points
+
+        self.layer = add_in_turns(self.viewer, Points(L.world_points(ctl),
+                                                      **L.points_kwargs(ctl, folder, "class")))
         self.layer.mode = "select"  # a click selects a point (and opens its image)
         self.layer.selected_data.events.items_changed.connect(self._selection_changed)
         self.viewer.reset_view()
@@ -328,7 +330,6 @@ class EmbeddingsWidget(QWidget):
 
     def _place_image(self, path: Path, image: Any) -> None:
         from headless.images import is_rgb
-        from napari_dinoseg._widgets.common.layers import add_image
 
         if not self._alive():
             return

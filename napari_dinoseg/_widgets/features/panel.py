@@ -203,13 +203,8 @@ class FeaturesWidget(QWidget):
         """
         from napari_dinoseg._widgets.common.layers import provenance_text
         from napari_dinoseg._widgets.common.qt_helpers import in_steps
-        from napari_dinoseg._widgets.features.outputs import output_layers
 
-        base_scale = tuple(image_layer.scale[-2:])
-        shape = image_layer.level_shapes[0]
-        width = (shape[-2] if image_layer.rgb else shape[-1]) * base_scale[1]
-        specs = output_layers(views, image_layer.name, backbone, label, base_scale,
-                              tuple(image_layer.translate[-2:]), image_width=width)
+        specs = self.layer_specs(image_layer, views, backbone, label)
         added: list[Any] = []
 
         def add(spec: Any) -> Any:
@@ -230,6 +225,18 @@ class FeaturesWidget(QWidget):
             self.status.setText(text)
 
         in_steps(self.viewer, *(add(spec) for spec in specs), status)
+
+    @staticmethod
+    def layer_specs(image_layer: Any, views: Any, backbone: str, label: str = "") -> list[Any]:
+        """The output layers of ``views`` (:func:`~.outputs.output_layers`), laid exactly over
+        ``image_layer`` (its scale, translation and width in world units)."""
+        from napari_dinoseg._widgets.features.outputs import output_layers
+
+        base_scale = tuple(image_layer.scale[-2:])
+        shape = image_layer.level_shapes[0]
+        width = (shape[-2] if image_layer.rgb else shape[-1]) * base_scale[1]
+        return output_layers(views, image_layer.name, backbone, label, base_scale,
+                             tuple(image_layer.translate[-2:]), image_width=width)
 
     def _add(self, spec: Any) -> Any:
         from napari_dinoseg._widgets.common.layers import add_or_update
