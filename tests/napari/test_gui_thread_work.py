@@ -440,17 +440,24 @@ def test_labels_layer_added_in_turns(make_napari_viewer, qtbot, monkeypatch):
     assert not hidden.visible  # asked for hidden: stays hidden
 
 
-def test_layer_to_paint_on_is_shown_at_once(make_napari_viewer, monkeypatch):
-    """napari cannot paint into a Labels layer never shown (it has no slice yet): the scribble
-    layer is added visible, only its overlays wait."""
+def test_layer_to_paint_on_can_be_painted_while_hidden(make_napari_viewer, qtbot, monkeypatch):
+    """napari slices only visible layers and cannot paint into a Labels layer never sliced (an
+    IndexError): a paintable layer is sliced while hidden, painted before its first turn, and
+    shown a turn later with the paint on it; not selected (select=False)."""
     from napari_dinoseg._widgets.common.layers import add_labels
 
     monkeypatch.delenv("DINOSEG_SYNC", raising=False)
     viewer = make_napari_viewer()
-    layer = add_labels(viewer, np.zeros((32, 32), np.uint8), hide=False, name="scribbles")
-    assert layer.visible and not layer._overlays["brush_stroke"].visible
+    image = viewer.add_image(np.zeros((32, 32)), name="image")
+    layer = add_labels(viewer, np.zeros((32, 32), np.uint8), select=False, paintable=True,
+                       name="scribbles")
+    assert not layer.visible and viewer.layers.selection.active is image
     layer.data_setitem((np.array([3, 4]), np.array([5, 5])), 2)
     assert layer.data[3, 5] == 2 and layer.data[4, 5] == 2
+    qtbot.waitUntil(lambda: layer.visible, timeout=5000)
+    assert layer._slice.image.raw[3, 5] == 2  # the slice shown holds the paint
+    layer.data_setitem((np.array([6]), np.array([5])), 1)
+    assert layer.data[6, 5] == 1
 
 
 def test_keep_selection_leaves_an_unchanged_selection_alone(make_napari_viewer):
@@ -518,16 +525,51 @@ def test_caption_glyphs_warm_up_a_few_per_turn_and_wait_for_jobs(make_napari_vie
     made = set(font._glyphs)
     assert not set(glyphs) & made
     W.warm_up_glyphs_later(viewer)
-    qtbot.wait(3 * W.GLYPHS_WAIT_MS)
+    qtbot.wait(3 * W.STEPS_WAIT_MS)
     assert set(font._glyphs) == made and not W.warmed_up()  # waiting for the job
     C._activity["running"] = 0
     qtbot.waitUntil(W.warmed_up, timeout=10_000)
     assert set(glyphs) <= set(font._glyphs)
 
 
+def test_brush_cursor_is_made_and_drawn_before_the_first_paint_mode(make_napari_viewer, qtbot,
+                                                                   monkeypatch):
+    """napari makes its brush circle (two ellipse visuals) as paint mode first shows it, and
+    the canvas compiles their programs on that paint: one 110-130 ms stall of the first "New".
+    The scribble dock's warm-up makes and draws it beforehand (transparent, then hidden again),
+    once per viewer, never while a job runs; paint mode still shows it after."""
+    import napari_dinoseg._widgets.common.warmup as W
+    from napari_dinoseg._widgets.common import collector as C
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    monkeypatch.setattr(W, "WARMUP_DELAY_MS", 1)
+    monkeypatch.setattr(W, "_done", type(W._done)())
+    monkeypatch.setattr(C, "_activity", {"running": 1, "last": 0.0})  # a job runs
+    viewer = make_napari_viewer(show=True)
+    canvas = viewer.window._qt_viewer.canvas
+    overlay = viewer.canvas.overlays["_brush_circle"]
+    assert overlay not in canvas._viewer_overlay_to_visual  # napari makes it on first show
+    drawn: list[int] = []
+    canvas._scene_canvas.events.draw.connect(lambda e: drawn.append(overlay.visible))
+    W.warm_up_brush_later(viewer)
+    qtbot.wait(3 * W.STEPS_WAIT_MS)
+    assert overlay not in canvas._viewer_overlay_to_visual and not W.warmed_up()  # job runs
+    C._activity["running"] = 0
+    qtbot.waitUntil(W.warmed_up, timeout=10_000)
+    assert overlay in canvas._viewer_overlay_to_visual  # made ...
+    assert True in drawn  # ... and drawn while shown
+    assert not overlay.visible and overlay.opacity == 1.0  # hidden again, as it was
+    W.warm_up_brush_later(viewer)
+    assert W.warmed_up()  # once per viewer
+    labels = viewer.add_labels(np.zeros((64, 64), np.uint8))
+    labels.mode = "paint"
+    assert overlay.visible  # napari's paint mode shows it as before
+
+
 def test_steps_of_two_callers_share_one_queue(make_napari_viewer, qtbot, monkeypatch):
     """Two chains of steps for one viewer (a layer's own turns, the dock's next layer) fired in
-    the same turn: they join one queue, one step per turn, in order."""
+    the same turn: they join one queue, one step per turn, in order; steps asked for by a
+    running step (a layer's showing) come next, before those already waiting."""
     from qtpy.QtCore import QTimer
 
     from napari_dinoseg._widgets.common.qt_helpers import in_steps
@@ -545,8 +587,8 @@ def test_steps_of_two_callers_share_one_queue(make_napari_viewer, qtbot, monkeyp
 
     in_steps(viewer, a1, lambda: log.append("a2"))
     in_steps(viewer, lambda: log.append("b1"))
-    qtbot.waitUntil(lambda: "nested" in log, timeout=5000)
+    qtbot.waitUntil(lambda: "b1" in log, timeout=5000)
     ticker.stop()
     steps = [entry for entry in log if entry != "tick"]
-    assert steps == ["a1", "a2", "b1", "nested"]
+    assert steps == ["a1", "nested", "a2", "b1"]
     assert all(log[log.index(s) + 1] == "tick" for s in steps[:-1])  # a turn between steps

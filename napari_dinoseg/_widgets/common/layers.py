@@ -66,7 +66,7 @@ TOOL_OVERLAYS = ("polygon", "brush_stroke")
 
 
 def add_in_turns(viewer: Any, layer: Any, select: bool = True,
-                 overlays: tuple[str, ...] = (), hide: bool = True) -> Any:
+                 overlays: tuple[str, ...] = (), paintable: bool = False) -> Any:
     """Add ``layer`` to ``viewer`` in turns of the event loop (inline in sync mode).
 
     napari adds a layer in one piece: its visuals, controls, the selection change and (in the
@@ -74,14 +74,15 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
     added hidden, with its ``overlays`` hidden; it is shown on the next turn (the first paint:
     shader programs, texture) and its overlays one per turn after that. A layer made hidden
     stays hidden. ``select=False`` leaves napari's selection as it is (an output layer: no
-    selection change and back, 20-40 ms). ``hide=False`` shows the layer at once: a layer
-    to paint on (napari cannot paint into a layer that was never shown: it has no slice).
+    selection change and back, 20-40 ms). ``paintable=True`` slices the hidden layer at once:
+    napari slices only visible layers, and painting into a layer never sliced fails (a
+    script paints right after the dock made its scribble layer).
     """
     from functools import partial
 
     from napari_dinoseg._widgets.common.qt_helpers import in_steps, show_next_turn
 
-    show = bool(layer.visible) and hide
+    show = bool(layer.visible)
     if show:
         layer.visible = False
     hidden = hide_overlays(layer, overlays)
@@ -94,18 +95,20 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
     finally:
         if activate is not None:
             layers._activate_on_insert = activate
+    if paintable:
+        layer.set_view_slice()  # (hidden: napari's own refresh skips it)
     if show:
         show_next_turn(viewer, layer)
     in_steps(viewer, *(partial(setattr, overlay, "visible", True) for overlay in hidden))
     return layer
 
 
-def add_labels(viewer: Any, data: Any, select: bool = True, hide: bool = True,
+def add_labels(viewer: Any, data: Any, select: bool = True, paintable: bool = False,
                **kwargs: Any) -> Any:
     """``viewer.add_labels`` through :func:`add_in_turns` (its tool overlays later too)."""
     from napari.layers import Labels
 
-    return add_in_turns(viewer, Labels(data, **kwargs), select, TOOL_OVERLAYS, hide)
+    return add_in_turns(viewer, Labels(data, **kwargs), select, TOOL_OVERLAYS, paintable)
 
 
 def add_image(viewer: Any, data: Any, select: bool = True, **kwargs: Any) -> Any:

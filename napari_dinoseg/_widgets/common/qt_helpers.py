@@ -66,6 +66,9 @@ def viewer_open(viewer: Any) -> bool:
 #: different callers join one queue, so two chains never put two steps into one turn
 _queues: dict[int, list[Any]] = {}
 
+#: the steps asked for by the step running now, per viewer: they run next (see in_steps)
+_nested: dict[int, list[Any]] = {}
+
 
 def in_steps(viewer: Any, *steps: Any) -> None:
     """Call ``steps`` one per turn of the event loop (inline with ``DINOSEG_SYNC=1``).
@@ -74,9 +77,12 @@ def in_steps(viewer: Any, *steps: Any) -> None:
     per turn lets the viewer repaint and answer the mouse in between, where several in one
     callback would add up to one long stall. Steps of every caller go into one queue per
     viewer, in order (two chains of their own fired in the same turn: a layer's first paint
-    and the next layer's add made one stall again). The steps left are dropped once
-    ``viewer`` has closed; a step must check that what it works on is still there (the user
-    may close a layer in between).
+    and the next layer's add made one stall again); steps asked for by a running step come
+    next, before the steps already waiting (a layer's own turns, such as its showing, before
+    the dock's next step: restoring a scribble layer, its paint mode must follow its showing,
+    as napari keeps a hidden layer in pan / zoom). The steps left are dropped once ``viewer``
+    has closed; a step must check that what it works on is still there (the user may close a
+    layer in between).
     """
     from qtpy.QtCore import QTimer
 
@@ -88,6 +94,9 @@ def in_steps(viewer: Any, *steps: Any) -> None:
             step()
         return
     key = id(viewer)
+    if key in _nested:  # asked for by the running step: they go first once it returns
+        _nested[key].extend(steps)
+        return
     if key in _queues:  # a chain is draining this viewer's queue: join it
         _queues[key].extend(steps)
         return
@@ -100,9 +109,11 @@ def in_steps(viewer: Any, *steps: Any) -> None:
             _queues.pop(key, None)
             return
         note_activity()
+        _nested[key] = []
         try:
             queue.pop(0)()
         finally:  # (a step that fails is napari's to show; the others still run)
+            queue[:0] = _nested.pop(key, [])
             if queue and viewer_open(viewer):
                 QTimer.singleShot(1, next_step)
             else:

@@ -27,7 +27,9 @@ froze just after the dock opened: the warm-up runs in
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -149,7 +151,7 @@ def warmed_up() -> bool:
 GLYPHS = ("ÅÉÑŐjgpqy0123456789.:-_()%/ abcdefghijklmnopqrstuvwxyz"
           "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 GLYPHS_PER_TURN = 2
-GLYPHS_WAIT_MS = 200  # while a dock's job or a warm-up thread runs (GIL), glyphs wait
+STEPS_WAIT_MS = 200  # while a dock's job or a warm-up thread runs (GIL), GUI steps wait
 
 
 def warm_up_glyphs_later(viewer: Any) -> None:
@@ -161,17 +163,14 @@ def warm_up_glyphs_later(viewer: Any) -> None:
     Not in sync mode (tests); nothing when napari's canvas has no font of its own (older or
     newer napari: its private ``font_info``).
     """
-    from napari_dinoseg._widgets.common.workers import sync_mode
+    def steps() -> list[tuple[int, Callable[[], None]]]:
+        font = _canvas_font(viewer)
+        known = getattr(font, "_glyphs", {})
+        todo = [c for c in dict.fromkeys(GLYPHS) if c not in known] if font is not None else []
+        return [(1, partial(_make_glyphs, font, todo[i:i + GLYPHS_PER_TURN]))
+                for i in range(0, len(todo), GLYPHS_PER_TURN)]
 
-    if sync_mode():
-        return
-    from qtpy.QtCore import QTimer
-
-    with _lock:
-        if "glyphs" in _pending:
-            return
-        _pending.add("glyphs")
-    QTimer.singleShot(WARMUP_DELAY_MS, lambda: _glyph_steps(viewer))
+    _gui_steps_later(viewer, "glyphs", steps)
 
 
 def _canvas_font(viewer: Any) -> Any:
@@ -184,30 +183,103 @@ def _canvas_font(viewer: Any) -> Any:
         return None
 
 
-def _glyph_steps(viewer: Any) -> None:
+def _make_glyphs(font: Any, chars: list[str]) -> None:
+    for char in chars:
+        font[char]
+
+
+#: how long the brush circle stays shown (transparent) while warming up: one paint of the canvas
+BRUSH_PAINT_MS = 150
+
+
+def warm_up_brush_later(viewer: Any) -> None:
+    """Make napari's brush circle (the paint cursor) and draw it once, transparent, before the
+    first paint mode: napari makes its two ellipse visuals (~35 ms) as paint mode first shows
+    it, and the canvas compiles their shader programs on that paint (~45 ms), one 110-130 ms
+    stall of the first "New". Here in turns of their own (made, not drawn; drawn; hidden), once
+    per viewer, when no job or warm-up thread runs. Not in sync mode; nothing on a napari
+    without the private ``canvas.overlays['_brush_circle']`` and its canvas's visual map."""
+    try:
+        overlay = viewer.canvas.overlays["_brush_circle"]
+        visuals = viewer.window._qt_viewer.canvas._viewer_overlay_to_visual
+    except Exception:  # noqa: BLE001 - another napari: the first paint mode makes it
+        return
+    before: dict[str, Any] = {}
+
+    def nodes() -> list[Any]:
+        return [v.node for v in visuals.get(overlay, ())]
+
+    def make() -> None:  # napari makes the visuals as the overlay is shown: kept undrawn
+        if overlay.visible:  # paint mode already: made and drawn
+            return
+        before["opacity"] = overlay.opacity
+        overlay.opacity = 0.0
+        overlay.visible = True
+        for node in nodes():
+            node.visible = False
+
+    def draw() -> None:  # the next paint compiles their programs
+        if "opacity" in before and overlay.visible:
+            for node in nodes():
+                node.visible = True
+
+    def hide() -> None:
+        if "opacity" not in before:
+            return
+        if not str(getattr(viewer.cursor, "style", "")).startswith("circle"):
+            overlay.visible = False  # (paint mode chosen meanwhile: napari's to show)
+        overlay.opacity = before["opacity"]
+
+    _gui_steps_later(viewer, "brush",
+                     lambda: [(1, make), (BRUSH_PAINT_MS, draw), (BRUSH_PAINT_MS, hide)],
+                     once_per_viewer=True)
+
+
+#: the warm-ups done once per viewer, by viewer: a second dock does not warm up again
+_done: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _gui_steps_later(viewer: Any, kind: str,
+                     make_steps: Callable[[], list[tuple[int, Callable[[], None]]]],
+                     once_per_viewer: bool = False) -> None:
+    """Run GUI-thread warm-up steps ``(delay_ms, step)`` (made by ``make_steps`` when they
+    start), one per turn, from ``WARMUP_DELAY_MS`` on; while a dock's job or a warm-up thread
+    runs (they compete for the GIL: a step then took several times as long) they wait. Tracked
+    in ``_pending`` as ``kind`` until done; not in sync mode; a failing step ends its warm-up
+    (napari does the work when it is needed)."""
+    from napari_dinoseg._widgets.common.workers import sync_mode
+
+    if sync_mode():
+        return
+    from qtpy.QtCore import QTimer
+
+    with _lock:
+        if kind in _pending or kind in _done.get(viewer, ()):
+            return
+        _pending.add(kind)
+        if once_per_viewer:
+            _done.setdefault(viewer, set()).add(kind)
+    QTimer.singleShot(WARMUP_DELAY_MS, lambda: _steps(viewer, kind, make_steps()))
+
+
+def _steps(viewer: Any, kind: str, todo: list[tuple[int, Callable[[], None]]]) -> None:
     from qtpy.QtCore import QTimer
 
     from napari_dinoseg._widgets.common.collector import jobs_running
     from napari_dinoseg._widgets.common.qt_helpers import viewer_open
 
-    font = _canvas_font(viewer)
-    known = getattr(font, "_glyphs", {})
-    todo = [c for c in dict.fromkeys(GLYPHS) if c not in known] if font is not None else []
-
     def step() -> None:
         if not todo or not viewer_open(viewer):
             with _lock:
-                _pending.discard("glyphs")
+                _pending.discard(kind)
             return
         if jobs_running() or _threads_running():
-            QTimer.singleShot(GLYPHS_WAIT_MS, step)  # a thread competes for the GIL: later
+            QTimer.singleShot(STEPS_WAIT_MS, step)  # a thread competes for the GIL: later
             return
         try:
-            for char in todo[:GLYPHS_PER_TURN]:
-                font[char]
-        except Exception:  # noqa: BLE001 - a warm-up only: napari draws them when needed
+            todo.pop(0)[1]()
+        except Exception:  # noqa: BLE001 - a warm-up only: napari does it when needed
             todo.clear()
-        del todo[:GLYPHS_PER_TURN]
-        QTimer.singleShot(1, step)
+        QTimer.singleShot(todo[0][0] if todo else 1, step)
 
-    step()
+    QTimer.singleShot(todo[0][0] if todo else 1, step)

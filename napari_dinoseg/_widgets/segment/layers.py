@@ -51,9 +51,12 @@ def set_label_features(layer: Any, features: dict[str, list]) -> None:
 
 
 def add_scribble_layer(viewer: Any, img: Any, data: np.ndarray, name: str) -> Any:
-    """A scribble Labels layer over ``img`` (same scale and translation, marked as scribbles)."""
+    """A scribble Labels layer over ``img`` (same scale and translation, marked as scribbles),
+    paintable at once; not selected (the caller hands it over with
+    :func:`~napari_dinoseg._widgets.common.selection.select_for_painting` a turn later: napari's
+    selection change and paint mode, 20-40 ms, then get a turn of their own)."""
     return add_labels(
-        viewer, data, hide=False, name=name, scale=img.scale[-data.ndim:],
+        viewer, data, select=False, paintable=True, name=name, scale=img.scale[-data.ndim:],
         translate=img.translate[-data.ndim:],
         metadata={META_KEY: {"role": "scribbles", "image": img.name}}, opacity=0.8,
     )

@@ -29,7 +29,7 @@ from napari_dinoseg._widgets.common.layer_picking import fill_combo, watch_layer
 from napari_dinoseg._widgets.common.qt_helpers import in_steps
 from napari_dinoseg._widgets.common.scrolling import scroll_layout
 from napari_dinoseg._widgets.common.selection import select_for_painting
-from napari_dinoseg._widgets.common.warmup import warm_up_later
+from napari_dinoseg._widgets.common.warmup import warm_up_brush_later, warm_up_later
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.segment import layers as seg_layers
 from napari_dinoseg._widgets.segment.autosave import Autosaver
@@ -67,6 +67,7 @@ class SegmentWidget(ProjectWork, ProbeActions, QWidget):
         self.viewer = napari_viewer
         self.controller = SegmentController()
         warm_up_later("segment")  # first layer / first training imports, off the GUI thread
+        warm_up_brush_later(napari_viewer)  # napari's paint cursor, made and drawn beforehand
         self.autosaver = Autosaver()
         self._slot = WorkerSlot(on_busy=self._on_busy, on_status=lambda s: self.status.setText(s))
         self._pending = False
