@@ -321,13 +321,19 @@ def test_warm_up_keeps_full_collections_out_of_its_imports(monkeypatch):
     assert gc.isenabled()
 
     kept = [[] for _ in range(10)]
+    calls: list[str] = []
+    freeze, unfreeze = gc.freeze, gc.unfreeze
     gc.freeze()  # a host application that froze its own objects (before forking, say)
     try:
         frozen = gc.get_freeze_count()
+        monkeypatch.setattr(gc, "freeze", lambda: (calls.append("freeze"), freeze()))
+        monkeypatch.setattr(gc, "unfreeze", lambda: (calls.append("unfreeze"), unfreeze()))
         W._run(lambda: seen.append(("host froze", gc.isenabled())))
-        assert seen[-1] == ("host froze", True) and gc.get_freeze_count() == frozen
+        assert seen[-1] == ("host froze", True) and not calls  # neither frozen nor released
+        # (a frozen object that another thread drops meanwhile leaves the count: at most)
+        assert 0 < gc.get_freeze_count() <= frozen
     finally:
-        gc.unfreeze()
+        unfreeze()
     assert kept
 
 
