@@ -191,10 +191,12 @@ def install_idle_collections() -> IdleCollections | None:
     sync mode (tests) or the host's own collector settings; the one installed, or None."""
     import os
 
+    from napari_dinoseg._widgets.common.sync import sync_mode
+
     with _lock:
         if _installed:
             return _installed[0]
-        if os.environ.get(OPT_OUT, "") == "python" or os.environ.get("DINOSEG_SYNC") == "1":
+        if os.environ.get(OPT_OUT, "") == "python" or sync_mode():
             return None
         collections = IdleCollections()
         if not collections.install():

@@ -10,7 +10,6 @@ use and stops when it closes; with ``DINOSEG_SYNC=1`` the step runs inline. Plai
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +53,9 @@ class HelperProcess:
         from concurrent.futures.process import BrokenProcessPool
 
         if inline is None:
-            inline = os.environ.get("DINOSEG_SYNC", "0") == "1"
+            from napari_dinoseg._widgets.common.sync import sync_mode
+
+            inline = sync_mode()
         if inline:
             return fn(*args)
         try:

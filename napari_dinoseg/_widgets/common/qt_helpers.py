@@ -134,4 +134,3 @@ def show_next_turn(viewer: Any, layer: Any) -> None:
             layer.visible = True
 
     in_steps(viewer, show)
-

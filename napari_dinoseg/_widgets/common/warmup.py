@@ -173,10 +173,15 @@ def warm_up_glyphs_later(viewer: Any) -> None:
     _gui_steps_later(viewer, "glyphs", steps)
 
 
+def _vispy_canvas(viewer: Any) -> Any:
+    """napari's vispy canvas of ``viewer`` (private: ``window._qt_viewer.canvas``)."""
+    return viewer.window._qt_viewer.canvas
+
+
 def _canvas_font(viewer: Any) -> Any:
     """The font napari's text visuals draw with (its canvas's shared font manager), or None."""
     try:
-        info = viewer.window._qt_viewer.canvas.font_info
+        info = _vispy_canvas(viewer).font_info
         info = info() if callable(info) else info
         return info.font_manager.get_font(info.face, False, False)
     except Exception:  # noqa: BLE001 - another napari: no warm-up, napari draws them later
@@ -201,7 +206,7 @@ def warm_up_brush_later(viewer: Any) -> None:
     without the private ``canvas.overlays['_brush_circle']`` and its canvas's visual map."""
     try:
         overlay = viewer.canvas.overlays["_brush_circle"]
-        visuals = viewer.window._qt_viewer.canvas._viewer_overlay_to_visual
+        visuals = _vispy_canvas(viewer)._viewer_overlay_to_visual
     except Exception:  # noqa: BLE001 - another napari: the first paint mode makes it
         return
     before: dict[str, Any] = {}

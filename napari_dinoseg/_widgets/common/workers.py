@@ -11,17 +11,15 @@ generator runs synchronously, which tests use.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from napari.utils import progress as napari_progress
 
 from napari_dinoseg._widgets.common.collector import note_activity
+from napari_dinoseg._widgets.common.sync import sync_mode
 
-
-def sync_mode() -> bool:
-    return os.environ.get("DINOSEG_SYNC", "0") == "1"
+__all__ = ["WorkerSlot", "error_line", "is_weights_error", "notify_error", "start", "sync_mode"]
 
 
 def error_line(exc: BaseException) -> str:
