@@ -73,6 +73,40 @@ def test_plain_viewer_script_survives_a_worker_error():
     assert r.stderr.count("Traceback") == 0, r.stderr[-3000:]
 
 
+@pytest.mark.gui
+def test_script_that_ends_mid_job_exits_cleanly():
+    """A script (or napari's window) that ended while a dock's job ran tore Qt down under the
+    worker thread: its last signal met a deleted Qt object and Qt aborted (SIGABRT). At exit
+    the job is asked to stop at its next progress step and waited for."""
+    code = textwrap.dedent("""
+        import time
+        import napari
+        from qtpy.QtWidgets import QApplication
+        from headless.progress import Progress
+        from napari_dinoseg._widgets.common.workers import start
+
+        def job():  # a long last step (a model's forward pass): ends during the teardown
+            yield Progress(0, 1, "working")
+            time.sleep(1.5)
+            return 1
+
+        viewer = napari.Viewer(show=False)
+        w = start(job(), lambda r: None, "job")
+        app = QApplication.instance()
+        t0 = time.time()
+        while time.time() - t0 < 0.5:
+            app.processEvents()
+            time.sleep(0.01)
+        viewer.close()
+        print("running at exit", w.is_running)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert "running at exit True" in r.stdout, (r.stdout, r.stderr[-3000:])
+    assert r.returncode == 0, (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
 def test_missing_weights_notification_offers_a_local_file(monkeypatch):
     import napari_dinoseg._widgets.common.workers as workers
     from headless.features.backbones import WeightsError

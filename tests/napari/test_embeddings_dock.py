@@ -77,6 +77,8 @@ def test_map_colours_ranks_steps_and_opens(make_napari_viewer, qtbot, monkeypatc
 
     layer = viewer.layers["embedding · pets"]
     qtbot.waitUntil(lambda: layer.visible, timeout=5000)  # added hidden, shown a turn later
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is layer, timeout=5000)  # selected
+    assert layer.mode == "select"  # a click selects a point (napari kept it in pan / zoom)
     assert layer.data.shape == (13, 2) and w.layer is layer
     assert set(layer.features["class"]) == {"dark", "light"}
     assert "dark/odd.png" in list(layer.features["image"])

@@ -352,6 +352,7 @@ def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, 
     layer = editor.show("im.png", [Box(3, 4, 20, 30, score=0.5, source="lost")], (40, 40))
     assert layer in viewer.layers and not layer.visible and layer.nshapes == 1
     qtbot.waitUntil(lambda: layer.visible, timeout=5000)
+    assert layer.mode == "select"  # (napari kept the hidden layer in pan / zoom)
     two = [Box(3, 4, 20, 30, score=0.5, source="lost"), Box(1, 1, 9, 9, score=0.4, source="lost")]
     assert editor.show("im.png", two, (40, 40)) is layer  # refilled in place, hidden a turn
     assert not layer.visible and layer.nshapes == 2
@@ -360,6 +361,34 @@ def test_new_shapes_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, 
     editor.show("im.png", [], (40, 40))
     qtbot.wait(50)
     assert not layer.visible and layer.nshapes == 0
+
+
+def test_new_layer_visual_parts_are_drawn_one_per_turn(make_napari_viewer, qtbot,
+                                                       monkeypatch):
+    """A Shapes layer's first paint compiled the programs of all five parts of its visual
+    (faces, highlights, lines, vertices, text: 100-120 ms): shown, its first part is drawn
+    alone and the others are shown one per turn after it."""
+    from napari.layers import Shapes
+    from qtpy.QtCore import QTimer
+
+    from napari_dinoseg._widgets.common.layers import add_in_turns
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    layer = add_in_turns(viewer, Shapes([np.array([[2.0, 2.0], [20.0, 30.0]])],
+                                        shape_type="rectangle"), select=False)
+    parts = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node._subvisuals
+    assert len(parts) == 5 and not layer.visible
+    log: list[tuple[bool, ...]] = []
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: log.append((layer.visible, *(p.visible for p in parts))))
+    ticker.start(0)
+    qtbot.waitUntil(lambda: layer.visible and all(p.visible for p in parts), timeout=5000)
+    ticker.stop()
+    seen = [entry for i, entry in enumerate(log) if i == 0 or entry != log[i - 1]]
+    assert seen[0] == (False, True, True, True, True, True)  # hidden: parts untouched
+    assert seen[1] == (True, True, False, False, False, False)  # shown: its first part alone
+    assert [sum(entry[1:]) for entry in seen[1:]] == [1, 2, 3, 4, 5]  # one more per turn
 
 
 def test_status_bar_names_the_image_shown_after_a_layer_is_reused(make_napari_viewer, qtbot):
@@ -441,9 +470,40 @@ def test_labels_layer_added_in_turns(make_napari_viewer, qtbot, monkeypatch):
     assert all(log[log.index(s) - 1] == "tick" for s in steps)  # each on a turn of its own
 
     hidden = add_labels(viewer, np.ones((32, 32), np.uint8), name="hidden", visible=False)
-    assert viewer.layers.selection.active is hidden  # select=True: napari's usual
+    assert viewer.layers.selection.active is image  # select=True: selected on a later turn
     qtbot.waitUntil(lambda: hidden._overlays["brush_stroke"].visible, timeout=5000)
+    assert viewer.layers.selection.active is hidden
     assert not hidden.visible  # asked for hidden: stays hidden
+
+
+def test_layer_controls_are_made_a_turn_later_or_when_napari_needs_them(
+        make_napari_viewer, qtbot, monkeypatch):
+    """napari made a new layer's controls panel in its insert (14-32 ms of 58-85): threaded,
+    they come on a later turn; selected or removed before that, the layer gets them at once
+    (napari's panel shows them, napari's removal drops them: no KeyError)."""
+    from napari_dinoseg._widgets.common.layers import add_image
+
+    monkeypatch.delenv("DINOSEG_SYNC", raising=False)
+    viewer = make_napari_viewer()
+    controls = viewer.window._qt_viewer.controls
+    first = add_image(viewer, np.zeros((16, 16), np.uint8), name="first")
+    assert first in viewer.layers and first not in controls.widgets
+    qtbot.waitUntil(lambda: first in controls.widgets, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is first, timeout=5000)
+    assert controls.currentWidget() is controls.widgets[first]
+
+    picked = add_image(viewer, np.zeros((16, 16), np.uint8), select=False, name="picked")
+    assert picked not in controls.widgets
+    viewer.layers.selection.active = picked  # the user clicks it at once
+    assert controls.currentWidget() is controls.widgets[picked]
+
+    gone = add_image(viewer, np.zeros((16, 16), np.uint8), select=False, name="gone")
+    viewer.layers.remove(gone)  # removed at once: napari drops the controls it asked for
+    assert gone not in controls.widgets
+    qtbot.wait(100)
+    assert gone not in controls.widgets and set(controls.widgets) == {first, picked}
+    with pytest.raises(KeyError):  # any other missing layer: napari's KeyError as before
+        controls.widgets[object()]
 
 
 def test_layer_to_paint_on_can_be_painted_while_hidden(make_napari_viewer, qtbot, monkeypatch):

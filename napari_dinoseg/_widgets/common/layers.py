@@ -66,41 +66,99 @@ TOOL_OVERLAYS = ("polygon", "brush_stroke")
 
 
 def add_in_turns(viewer: Any, layer: Any, select: bool = True,
-                 overlays: tuple[str, ...] = (), paintable: bool = False) -> Any:
+                 overlays: tuple[str, ...] = (), paintable: bool = False,
+                 mode: str | None = None) -> Any:
     """Add ``layer`` to ``viewer`` in turns of the event loop (inline in sync mode).
 
-    napari adds a layer in one piece: its visuals, controls, the selection change and (in the
-    same turn) its first paint, 100-140 ms of frozen viewer on this machine. Here the layer is
-    added hidden, with its ``overlays`` hidden; it is shown on the next turn (the first paint:
-    shader programs, texture) and its overlays one per turn after that. A layer made hidden
-    stays hidden. ``select=False`` leaves napari's selection as it is (an output layer: no
-    selection change and back, 20-40 ms). ``paintable=True`` slices the hidden layer at once:
-    napari slices only visible layers, and painting into a layer never sliced fails (a
-    script paints right after the dock made its scribble layer).
+    napari adds a layer in one piece: its visuals, its controls panel, the selection change and
+    (in the same turn) its first paint, 100-140 ms of frozen viewer on this machine (napari's
+    own ``add_*`` 200-250 ms in the benchmark). Here only the layer and its visuals are added
+    in the caller's turn, hidden, with its ``overlays`` hidden; it is shown on the next turn
+    (the first paint: shader programs, texture), then napari makes its controls
+    (:mod:`.layer_controls`), then selects it (``select``), then shows its overlays, one per
+    turn. A layer made hidden stays hidden. ``select=False`` leaves napari's selection as it is
+    (an output layer). ``paintable=True`` slices the hidden layer at once: napari slices only
+    visible layers, and painting into a layer never sliced fails (a script paints right after
+    the dock made its scribble layer). ``mode`` (e.g. "select") is set as the layer is shown:
+    napari keeps a hidden layer in pan / zoom, whatever mode it is given.
     """
     from functools import partial
 
-    from napari_dinoseg._widgets.common.qt_helpers import in_steps, show_next_turn
+    from napari_dinoseg._widgets.common.layer_controls import insert_with_controls_later
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+    from napari_dinoseg._widgets.common.sync import sync_mode
 
     show = bool(layer.visible)
     if show:
         layer.visible = False
     hidden = hide_overlays(layer, overlays)
     layers = viewer.layers
+    threaded = not sync_mode()
     activate = getattr(layers, "_activate_on_insert", None)
-    if not select and activate is not None:
+    later = activate is not None and (threaded or not select)
+    if later:
         layers._activate_on_insert = False  # napari's private switch: no selection change
     try:
-        layers.append(layer)
+        if threaded:
+            controls = insert_with_controls_later(viewer, layer)
+        else:
+            controls = None
+            layers.append(layer)
     finally:
         if activate is not None:
             layers._activate_on_insert = activate
     if paintable:
         layer.set_view_slice()  # (hidden: napari's own refresh skips it)
     if show:
-        show_next_turn(viewer, layer)
+        in_steps(viewer, partial(show_in_parts, viewer, layer, mode))
+    if controls is not None:
+        in_steps(viewer, controls.make)
+    if select and later:
+        in_steps(viewer, partial(_select, viewer, layer))
     in_steps(viewer, *(partial(setattr, overlay, "visible", True) for overlay in hidden))
     return layer
+
+
+def show_in_parts(viewer: Any, layer: Any, mode: str | None = None) -> None:
+    """Show new ``layer`` (if still in ``viewer``) in ``mode``, the parts of its visual one per
+    turn.
+
+    A layer's first paint compiles the shader programs of every part of its visual: a Shapes
+    layer's faces, highlight mesh, lines, vertices and its (even empty) text, 100-120 ms in one
+    paint here; a Points layer's markers and text, 65 ms. Its first part is drawn on this turn,
+    the others are hidden (napari never hides them itself) and shown one per turn after it.
+    """
+    from functools import partial
+
+    from napari_dinoseg._widgets.common.qt_helpers import in_steps
+
+    if layer not in viewer.layers:
+        return
+    later = [part for part in _visual_parts(viewer, layer)[1:] if part.visible]
+    for part in later:
+        part.visible = False
+    layer.visible = True
+    if mode is not None:  # (napari keeps a hidden layer in pan / zoom: set once shown)
+        layer.mode = mode
+    in_steps(viewer, *(partial(setattr, part, "visible", True) for part in later))
+
+
+def _visual_parts(viewer: Any, layer: Any) -> list[Any]:
+    """The parts (vispy sub-visuals) of ``layer``'s visual in napari's canvas; none for a
+    single visual (Image, Labels), another napari or vispy."""
+    from napari_dinoseg._widgets.common.qt_helpers import vispy_canvas
+
+    try:
+        node = vispy_canvas(viewer).layer_to_visual[layer].node
+    except (AttributeError, KeyError):
+        return []
+    return list(getattr(node, "_subvisuals", []))
+
+
+def _select(viewer: Any, layer: Any) -> None:
+    """Select ``layer`` alone (napari's selection on insert), if it is still in ``viewer``."""
+    if layer in viewer.layers:
+        viewer.layers.selection.active = layer
 
 
 def add_labels(viewer: Any, data: Any, select: bool = True, paintable: bool = False,

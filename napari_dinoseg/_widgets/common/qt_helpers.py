@@ -10,7 +10,8 @@ from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 __all__ = ["CHECKPOINT_FILTER", "ModelCache", "browse_checkpoint", "float_spin", "hrow",
-           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn"]
+           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn",
+           "vispy_canvas"]
 
 
 def float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2
@@ -134,3 +135,9 @@ def show_next_turn(viewer: Any, layer: Any) -> None:
             layer.visible = True
 
     in_steps(viewer, show)
+
+
+def vispy_canvas(viewer: Any) -> Any:
+    """napari's vispy canvas of ``viewer`` (private: ``window._qt_viewer.canvas``); raises
+    AttributeError without one (another napari, a viewer model without a window)."""
+    return viewer.window._qt_viewer.canvas

@@ -34,6 +34,7 @@ from importlib import import_module
 from typing import Any
 
 from napari_dinoseg._widgets.common.collector import long_lived_allocations
+from napari_dinoseg._widgets.common.qt_helpers import vispy_canvas
 
 #: what the first Labels layer imports: pandas (napari's features table) and scikit-image's
 #: colour conversions (the label colormap; ``skimage.color`` alone is a lazy stub)
@@ -82,6 +83,12 @@ def _shapes() -> None:
         from napari.layers.shapes._accelerated_triangulate_dispatch import warmup_numba_cache
 
         warmup_numba_cache()
+        # napari warms its triangulation up for float32 vertices; the boxes' rectangles are
+        # float64, another compiled version to load (40 ms on the first computed boxes)
+        import numpy as np
+        from napari.layers.shapes._shapes_models import Rectangle
+
+        Rectangle(np.array([[0.0, 0.0], [8.0, 8.0]]))
     except Exception:  # noqa: BLE001 - napari compiles on the first Shapes layer instead
         pass
 
@@ -173,15 +180,10 @@ def warm_up_glyphs_later(viewer: Any) -> None:
     _gui_steps_later(viewer, "glyphs", steps)
 
 
-def _vispy_canvas(viewer: Any) -> Any:
-    """napari's vispy canvas of ``viewer`` (private: ``window._qt_viewer.canvas``)."""
-    return viewer.window._qt_viewer.canvas
-
-
 def _canvas_font(viewer: Any) -> Any:
     """The font napari's text visuals draw with (its canvas's shared font manager), or None."""
     try:
-        info = _vispy_canvas(viewer).font_info
+        info = vispy_canvas(viewer).font_info
         info = info() if callable(info) else info
         return info.font_manager.get_font(info.face, False, False)
     except Exception:  # noqa: BLE001 - another napari: no warm-up, napari draws them later
@@ -206,7 +208,7 @@ def warm_up_brush_later(viewer: Any) -> None:
     without the private ``canvas.overlays['_brush_circle']`` and its canvas's visual map."""
     try:
         overlay = viewer.canvas.overlays["_brush_circle"]
-        visuals = _vispy_canvas(viewer)._viewer_overlay_to_visual
+        visuals = vispy_canvas(viewer)._viewer_overlay_to_visual
     except Exception:  # noqa: BLE001 - another napari: the first paint mode makes it
         return
     before: dict[str, Any] = {}

@@ -206,8 +206,8 @@ class EmbeddingsWidget(QWidget):
         from napari.layers import Points
 
         self.layer = add_in_turns(self.viewer, Points(L.world_points(ctl),
-                                                      **L.points_kwargs(ctl, folder, "class")))
-        self.layer.mode = "select"  # a click selects a point (and opens its image)
+                                                      **L.points_kwargs(ctl, folder, "class")),
+                                  mode="select")  # a click selects a point (opens its image)
         self.layer.selected_data.events.items_changed.connect(self._selection_changed)
         self.viewer.reset_view()
         self.explore_box.setEnabled(True)

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_dinoseg._widgets.common.layer_picking import ImageLayerPicker
+from napari_dinoseg._widgets.common.layers import add_image
 from napari_dinoseg._widgets.common.workers import WorkerSlot
 from napari_dinoseg._widgets.fgvc.controller import (
     VotesController,
@@ -72,7 +73,7 @@ class FgvcVotesWidget(QWidget):
 
         def done(view) -> None:
             data, kwargs = vote_layer(view, name, run_dir)
-            self.viewer.add_image(data, **kwargs)
+            add_image(self.viewer, data, **kwargs)
             self.top_label.setText(top_text(view))
             self.status.setText(f"{run_dir.name}: {data.shape[0]} layers of votes")
 

@@ -30,7 +30,12 @@ from napari_dinoseg._widgets.common.layer_picking import (
     source_path,
     watch_layers,
 )
-from napari_dinoseg._widgets.common.layers import PROVENANCE_KEY, add_labels, provenance_text
+from napari_dinoseg._widgets.common.layers import (
+    PROVENANCE_KEY,
+    add_in_turns,
+    add_labels,
+    provenance_text,
+)
 from napari_dinoseg._widgets.common.qt_helpers import float_spin, int_spin
 from napari_dinoseg._widgets.common.scrolling import collapsible, scroll_layout
 from napari_dinoseg._widgets.common.selection import keep_selection
@@ -414,7 +419,8 @@ class SamWidget(QWidget):
         provenance = output_layer_metadata(kind, image, **{
             k: v for k, v in info.items() if k not in ("kind", "image")})[PROVENANCE_KEY]
         kwargs["metadata"][PROVENANCE_KEY] = provenance  # boxes stay usable as inputs
-        with keep_selection(self.viewer):
-            layer = self.viewer.add_shapes([box_to_rectangle(b) for b in boxes], ndim=2,
-                                           scale=scale, translate=translate, **kwargs)
-        return layer
+        from napari.layers import Shapes
+
+        return add_in_turns(self.viewer, Shapes([box_to_rectangle(b) for b in boxes], ndim=2,
+                                                scale=scale, translate=translate, **kwargs),
+                            select=False)
