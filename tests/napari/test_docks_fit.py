@@ -61,3 +61,37 @@ def test_groups_fold(make_napari_viewer, qtbot):
     qtbot.wait(100)
     assert not sections[2].isExpanded()
     assert sections[2].height() < before - 100  # the Optimisation fields folded away
+
+
+def test_opening_a_dock_refits_a_whole_scene_but_keeps_a_zoomed_view(make_napari_viewer,
+                                                                     qtbot):
+    """A dock narrows the canvas: an image opened before it (as napari fitted it) showed
+    cropped, so the scene is fitted again; a view the user zoomed into is left as it was."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_dinoseg._widgets.common.scrolling import scene_in_view
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.add_image(np.zeros((512, 700), np.uint8), name="wide")
+    for _ in range(10):
+        QApplication.processEvents()
+    viewer.reset_view()
+    camera = viewer.scene.camera
+    wide_zoom = camera.zoom
+    assert scene_in_view(viewer) is True
+
+    def settle() -> None:
+        for _ in range(20):
+            QApplication.processEvents()
+        qtbot.wait(300)
+
+    viewer.window.add_plugin_dock_widget("napari-dinoseg", "Object boxes")
+    settle()
+    assert camera.zoom < wide_zoom and scene_in_view(viewer) is True  # fitted again
+    zoomed = camera.zoom * 3
+    camera.zoom = zoomed  # the user zooms into a detail
+    assert scene_in_view(viewer) is False
+    viewer.window.add_plugin_dock_widget("napari-dinoseg", "SAM masks")
+    settle()
+    assert camera.zoom == pytest.approx(zoomed)  # the user's view stays

@@ -30,6 +30,9 @@ class _Area(QScrollArea):
 
     _fit_pending = False  # a fit_width is waiting for the next turn
     _shown = False  # shown once (the image was fitted again then)
+    #: whether the viewer's whole scene was in view as the dock was made (before napari added
+    #: it and the canvas narrowed; by its first show the canvas has narrowed already)
+    scene_was_in_view: bool | None = None
 
     def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt's name
         hint = super().minimumSizeHint()
@@ -97,12 +100,14 @@ class _Area(QScrollArea):
         viewer = getattr(self.parentWidget(), "viewer", None)
         if not self._shown and viewer is not None:
             self._shown = True
-            # the new dock narrowed the canvas: fit the image again once the layout settled
+            # the new dock narrows the canvas: fit the scene again once the layout settled
             # (else an image opened before the dock, e.g. a sample, shows cropped); a turn
-            # after the width is fitted (its own repaint)
+            # after the width is fitted (its own repaint). Only a scene that was all in view
+            # (as napari opened it) and no longer is: a view the user zoomed into stays theirs
             from qtpy.QtCore import QTimer
 
-            QTimer.singleShot(20, lambda: _reset_view(viewer))
+            whole = self.scene_was_in_view
+            QTimer.singleShot(20, lambda: _refit_view(viewer, whole))
 
     def sizeHint(self) -> Any:  # noqa: N802 - Qt's name
         # as wide as fit_width will make it (the title's room too): napari docks the area at
@@ -115,9 +120,34 @@ class _Area(QScrollArea):
         return hint
 
 
-def _reset_view(viewer: Any) -> None:
+def scene_in_view(viewer: Any) -> bool | None:
+    """Whether every layer of ``viewer`` lies inside its canvas now (2D view, within a pixel);
+    None where that cannot be told (3D, no layer, another napari)."""
+    import numpy as np
+
     try:
-        if len(viewer.layers):
+        if viewer.dims.ndisplay != 2 or not len(viewer.layers):
+            return None
+        extent = viewer.layers.extent
+        shown = list(viewer.dims.displayed)
+        low = np.asarray(extent.world[0], float)[shown]
+        high = np.asarray(extent.world[1], float)[shown]
+        step = np.asarray(extent.step, float)[shown]
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        height, width = viewer.canvas.size
+        half = np.array([height, width], float) / float(camera.zoom) / 2
+        centre = np.asarray(camera.center, float)[-2:]
+    except Exception:  # noqa: BLE001 - another napari: unknown, napari's reset as before
+        return None
+    return bool(np.all(low + step >= centre - half) and np.all(high - step <= centre + half))
+
+
+def _refit_view(viewer: Any, whole_before: bool | None) -> None:
+    """Fit the scene to the canvas (napari's reset) if it was all in view before the dock
+    narrowed the canvas and is not now (unknown: reset, as napari would)."""
+    try:
+        if len(viewer.layers) and whole_before is not False \
+                and scene_in_view(viewer) is not True:
             viewer.reset_view()
     except RuntimeError:  # the viewer closed meanwhile
         pass
@@ -137,6 +167,9 @@ def scroll_layout(panel: QWidget) -> QVBoxLayout:
     inner.installEventFilter(area)
     outer.addWidget(area)
     panel.scroll_area = area
+    viewer = getattr(panel, "viewer", None)
+    if viewer is not None:
+        area.scene_was_in_view = scene_in_view(viewer)
     return QVBoxLayout(inner)
 
 
