@@ -95,8 +95,9 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
     layers = viewer.layers
     threaded = not sync_mode()
     activate = getattr(layers, "_activate_on_insert", None)
-    later = activate is not None and (threaded or not select)
-    if later:
+    # napari selects a layer as it is inserted; here never (an output), or on a later turn
+    unselected = activate is not None and (threaded or not select)
+    if unselected:
         layers._activate_on_insert = False  # napari's private switch: no selection change
     try:
         if threaded:
@@ -113,7 +114,7 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
         in_steps(viewer, partial(show_in_parts, viewer, layer, mode))
     if controls is not None:
         in_steps(viewer, controls.make)
-    if select and later:
+    if select and unselected:
         in_steps(viewer, partial(_select, viewer, layer))
     in_steps(viewer, *(partial(setattr, overlay, "visible", True) for overlay in hidden))
     return layer
