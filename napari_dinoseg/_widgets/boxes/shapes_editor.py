@@ -100,7 +100,6 @@ class ShapesEditor:
                 layer = add_in_turns(self.viewer, Shapes(data, ndim=2, **kwargs), mode="select")
                 layer.events.data.connect(self._on_data)
                 layer.events.features.connect(self._on_features)
-            layer.mode = "select"  # (a layer refilled hidden gets back its mode when shown)
             self.layer = layer
         finally:
             self._updating = False

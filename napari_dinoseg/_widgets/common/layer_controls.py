@@ -3,7 +3,7 @@
 napari makes a layer's controls (its opacity slider, colormap and blending combos, the mode
 buttons) as the layer is inserted, 14-32 ms of the 58-85 ms an insert costs here. They are only
 seen once the layer is selected: :func:`insert_with_controls_later` inserts the layer without
-them and makes them on a later turn (:meth:`PendingControls.make`), with napari's own method.
+them and gives the step that makes them on a later turn, with napari's own method.
 Should napari look them up before that (the layer selected, or removed, meanwhile), they are
 made at that moment: napari keeps them in a dict, which here makes a pending layer's controls
 when napari first asks for them (napari calls its plugins' handlers after its own, so a handler
@@ -16,6 +16,8 @@ napari, or when the container does not exist yet, the layer is inserted as napar
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,26 +32,29 @@ class ControlsOnDemand(dict):
         self.pending: weakref.WeakSet = weakref.WeakSet()
 
     def __missing__(self, layer: Any) -> Any:
-        container = self._container()
-        if container is None or layer not in self.pending:
+        if self._container() is None or layer not in self.pending:
             raise KeyError(layer)
         self.make(layer)
         return dict.__getitem__(self, layer)
 
-    def make(self, layer: Any) -> None:
-        """napari's controls of pending ``layer``, made now (once)."""
+    def make(self, layer: Any, only_in: Any = None) -> None:
+        """napari's controls of ``layer`` if still pending (once), and (with ``only_in``) if
+        the layer is still in that layer list."""
+        if layer not in self.pending:
+            return
         self.pending.discard(layer)
         container = self._container()
-        if container is not None and layer not in self:
+        if container is not None and layer not in self and (only_in is None or layer in only_in):
             container._add(SimpleNamespace(value=layer))  # napari's own method
 
 
 def _container(viewer: Any) -> Any:
     """napari's layer controls container of ``viewer``, or None (not made yet, another napari,
     or napari's "dynamic layer controls" setting, which makes them on selection anyway)."""
+    from napari_dinoseg._widgets.common.qt_helpers import qt_viewer
+
     try:
-        qt_viewer = viewer.window._qt_viewer
-        container = getattr(qt_viewer, "_controls", None)  # (the property would make it)
+        container = getattr(qt_viewer(viewer), "_controls", None)  # (the property makes it)
         if container is None or not hasattr(container, "_add") or not isinstance(
                 getattr(container, "widgets", None), dict):
             return None
@@ -62,26 +67,10 @@ def _container(viewer: Any) -> Any:
         return None
 
 
-class PendingControls:
-    """The controls of ``layer`` still to make: :meth:`make` on a later turn."""
-
-    def __init__(self, viewer: Any, widgets: ControlsOnDemand, layer: Any) -> None:
-        self.viewer = viewer
-        self.widgets = widgets
-        self.layer = layer
-
-    def make(self) -> None:
-        """Make the controls, unless napari already asked for them or the layer is gone."""
-        if self.layer in self.widgets.pending:
-            if self.layer in self.viewer.layers:
-                self.widgets.make(self.layer)
-            else:
-                self.widgets.pending.discard(self.layer)
-
-
-def insert_with_controls_later(viewer: Any, layer: Any) -> PendingControls | None:
-    """Append ``layer`` to ``viewer.layers`` without napari's controls; the controls to make
-    (:meth:`PendingControls.make`, on a later turn), or None when napari made them as usual."""
+def insert_with_controls_later(viewer: Any, layer: Any) -> Callable[[], None] | None:
+    """Append ``layer`` to ``viewer.layers`` without napari's controls; the step that makes
+    them (on a later turn; nothing if napari asked for them meanwhile or the layer is gone),
+    or None when napari made them as usual."""
     container = _container(viewer)
     layers = viewer.layers
     if container is None:
@@ -97,4 +86,4 @@ def insert_with_controls_later(viewer: Any, layer: Any) -> PendingControls | Non
     except BaseException:
         widgets.pending.discard(layer)
         raise
-    return PendingControls(viewer, widgets, layer)
+    return partial(widgets.make, layer, layers)

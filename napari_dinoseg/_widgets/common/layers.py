@@ -101,9 +101,9 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
         layers._activate_on_insert = False  # napari's private switch: no selection change
     try:
         if threaded:
-            controls = insert_with_controls_later(viewer, layer)
+            make_controls = insert_with_controls_later(viewer, layer)
         else:
-            controls = None
+            make_controls = None
             layers.append(layer)
     finally:
         if activate is not None:
@@ -112,8 +112,8 @@ def add_in_turns(viewer: Any, layer: Any, select: bool = True,
         layer.set_view_slice()  # (hidden: napari's own refresh skips it)
     if show:
         in_steps(viewer, partial(show_in_parts, viewer, layer, mode))
-    if controls is not None:
-        in_steps(viewer, controls.make)
+    if make_controls is not None:
+        in_steps(viewer, make_controls)
     if select and unselected:
         in_steps(viewer, partial(_select, viewer, layer))
     in_steps(viewer, *(partial(setattr, overlay, "visible", True) for overlay in hidden))

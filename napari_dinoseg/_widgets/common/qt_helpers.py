@@ -10,8 +10,8 @@ from qtpy.QtWidgets import QDoubleSpinBox, QSpinBox
 from napari_dinoseg._widgets.common.models import ModelCache, load_backbone_for_dock
 
 __all__ = ["CHECKPOINT_FILTER", "ModelCache", "browse_checkpoint", "float_spin", "hrow",
-           "in_steps", "int_spin", "load_backbone_for_dock", "show_next_turn",
-           "vispy_canvas"]
+           "in_steps", "int_spin", "load_backbone_for_dock", "qt_viewer",
+           "show_next_turn", "vispy_canvas"]
 
 
 def float_spin(lo: float, hi: float, step: float, value: float, decimals: int = 2
@@ -137,7 +137,13 @@ def show_next_turn(viewer: Any, layer: Any) -> None:
     in_steps(viewer, show)
 
 
+def qt_viewer(viewer: Any) -> Any:
+    """napari's Qt viewer of ``viewer`` (private: ``window._qt_viewer``), the one place the
+    docks reach it; raises AttributeError without one (another napari, a viewer model without
+    a window)."""
+    return viewer.window._qt_viewer
+
+
 def vispy_canvas(viewer: Any) -> Any:
-    """napari's vispy canvas of ``viewer`` (private: ``window._qt_viewer.canvas``); raises
-    AttributeError without one (another napari, a viewer model without a window)."""
-    return viewer.window._qt_viewer.canvas
+    """napari's vispy canvas of ``viewer`` (private: its Qt viewer's ``canvas``)."""
+    return qt_viewer(viewer).canvas
